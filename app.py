@@ -1,0 +1,67 @@
+"""Sillon: create_app() builds everything; `app` is what gunicorn serves ("app:app")."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+import config as config_module
+from modules import db as db_module
+from modules.jobs import make_runner, reap_stale_jobs
+from modules.progress import make_store
+from modules.web import init_app as init_web
+
+ROOT = Path(__file__).resolve().parent
+__version__ = "0.1.0"
+log = logging.getLogger("sillon")
+
+
+def create_app(config=None):
+    """Build the app from settings (environment, config.json, defaults), overridden by `config`."""
+    config = dict(config or {})
+    environ = config.pop("ENVIRON", None)
+    settings = config_module.load_settings(environ=environ, root=ROOT)
+    settings.update({k: v for k, v in config.items() if k in config_module.SETTINGS})
+    instance = Path(settings["INSTANCE_PATH"])
+    instance.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__, instance_path=str(instance))
+    app.config.update(
+        SECRET_KEY=settings["SECRET_KEY"] or config_module.secret_key(instance),
+        SQLALCHEMY_DATABASE_URI=settings["DATABASE_URL"] or f"sqlite:///{instance / 'sillon.db'}",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=settings["MAX_UPLOAD_MB"] * 1024 * 1024,
+        MIGRATIONS_DIR=ROOT / "migrations",
+        UPLOAD_DIR=instance / "uploads",
+        SILLON_VERSION=__version__,
+    )
+    app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
+    db_module.init_app(app)
+    with app.app_context():
+        store = make_store(settings["PROGRESS_STORE"], engine=db_module.db.engine,
+                           **({"poll_interval": settings["PROGRESS_POLL_INTERVAL"]}
+                              if settings["PROGRESS_STORE"] == "database" else {}))
+    app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner("thread")}
+    init_web(app)
+    with app.app_context():
+        try:
+            reap_stale_jobs()  # jobs whose process died while this one was down
+        except (OperationalError, ProgrammingError):
+            log.warning("database not migrated yet: run `make migrate` (make run does it)")
+        finally:
+            db_module.db.session.remove()
+    return app
+
+
+def _module_app():
+    # gunicorn imports "app:app"; tools that only import create_app should not build one.
+    return create_app()
+
+
+def __getattr__(name):
+    if name == "app":
+        value = globals()["app"] = _module_app()
+        return value
+    raise AttributeError(name)

@@ -1,0 +1,94 @@
+"""Settings: environment variables first, then an optional config.json, then defaults.
+
+config.json keeps the layout people already use:
+    {"secrets": {"lastfm": {"api_key", "api_secret", "username"}, "discogs": {...},
+                 "spotify": {...}, "tracker": {"interval_seconds": 120}}}
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+# name -> (config.json path or None, default, converter, description). The README's settings
+# table documents the same names; tests check the two agree.
+SETTINGS = {
+    "DATABASE_URL": (None, None, str, "SQLAlchemy URL; default: SQLite file `sillon.db` in the instance folder"),
+    "SECRET_KEY": (None, None, str, "Flask session key; default: generated once, kept in `instance/secret_key`"),
+    "INSTANCE_PATH": (None, None, str, "Folder for the SQLite database, secret key and uploads; default `./instance`"),
+    "PROGRESS_STORE": (None, "database", str, "`database` (every process sees every job) or `memory` (one process)"),
+    "PROGRESS_POLL_INTERVAL": (None, 0.1, float, "Seconds between checks for progress published by other processes"),
+    "PROGRESS_PUBLISH_INTERVAL": (None, 0.1, float, "Minimum seconds between two publishes of one job's progress"),
+    "SSE_HEARTBEAT_SECONDS": (None, 15.0, float, "Seconds between heartbeat comments on an idle event stream"),
+    "JOB_HEARTBEAT_SECONDS": (None, 5.0, float, "Seconds between a running job's liveness beats"),
+    "JOB_STALE_SECONDS": (None, 30.0, float, "A running job with no beat for this long is marked interrupted"),
+    "MAX_UPLOAD_MB": (None, 512, int, "Largest upload accepted, in megabytes (413 above it)"),
+    "IMPORT_BATCH_SIZE": (None, 500, int, "Rows written per database transaction by imports"),
+    "LASTFM_API_KEY": ("lastfm.api_key", None, str, "Last.fm API key"),
+    "LASTFM_API_SECRET": ("lastfm.api_secret", None, str, "Last.fm API secret"),
+    "LASTFM_USERNAME": ("lastfm.username", None, str, "Last.fm user whose history is imported"),
+    "DISCOGS_TOKEN": ("discogs.token", None, str, "Discogs personal access token"),
+    "DISCOGS_USERNAME": ("discogs.username", None, str, "Discogs user whose collection is synced"),
+    "SPOTIFY_CLIENT_ID": ("spotify.client_id", None, str, "Spotify app client id (images)"),
+    "SPOTIFY_CLIENT_SECRET": ("spotify.client_secret", None, str, "Spotify app client secret"),
+    "TRACKER_INTERVAL_SECONDS": ("tracker.interval_seconds", 120, int, "How often the live tracker asks for new listens"),
+}
+
+SECRET_SETTINGS = frozenset({"SECRET_KEY", "LASTFM_API_KEY", "LASTFM_API_SECRET", "DISCOGS_TOKEN",
+                             "SPOTIFY_CLIENT_SECRET", "DATABASE_URL"})
+
+
+def _from_json(data, dotted):
+    node = data.get("secrets", {})
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def load_settings(environ=None, config_file=None, root=None):
+    """Resolve every setting: environment wins over config.json, which wins over defaults."""
+    environ = os.environ if environ is None else environ
+    root = Path(root or Path(__file__).resolve().parent)
+    config_file = Path(environ.get("SILLON_CONFIG") or config_file or root / "config.json")
+    file_data = {}
+    if config_file.is_file():
+        try:
+            file_data = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"{config_file} is not valid JSON ({exc}); fix or remove it") from exc
+    settings = {}
+    for name, (json_path, default, convert, _doc) in SETTINGS.items():
+        value = environ.get(name)
+        if value in (None, "") and json_path:
+            value = _from_json(file_data, json_path)
+        if value in (None, ""):
+            value = default
+        if value is not None:
+            try:
+                value = convert(value)
+            except (TypeError, ValueError) as exc:
+                raise RuntimeError(f"setting {name} has an invalid value: {exc}") from exc
+        settings[name] = value
+    instance = Path(settings["INSTANCE_PATH"] or root / "instance").resolve()
+    settings["INSTANCE_PATH"] = str(instance)
+    return settings
+
+
+def secret_key(instance_path):
+    """The key kept in the instance folder, generated on first use (readable by the owner only)."""
+    path = Path(instance_path) / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another worker wrote it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key

@@ -1,0 +1,18 @@
+"""gunicorn settings: gevent workers, so one worker holds many open event streams."""
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+# Event streams stay open for the length of a job; gevent workers beat independently of requests,
+# so this only bounds a worker that stopped yielding altogether.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 10
+keepalive = 5
+accesslog = os.environ.get("ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+# gunicorn's control socket lives at one fixed path per user; several servers on one machine
+# (tests, two instances) would fight over it, and the app does not use it.
+control_socket_disable = True

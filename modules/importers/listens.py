@@ -1,0 +1,96 @@
+"""Writing plays as listens, a batch per transaction, with artists, albums and tracks upserted in bulk.
+
+A batch costs a handful of statements whatever its size: one select and at most one insert per
+table. Listens that already exist (same second, artist key and title key) are skipped by the
+database's unique constraint, so a re-import, a resumed job or a race adds nothing twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from ..db import insert_ignoring_conflicts
+from ..models import Album, Artist, Listen, Track
+from ..names import name_key
+
+artists_t, albums_t, tracks_t, listens_t = (Artist.__table__, Album.__table__, Track.__table__,
+                                           Listen.__table__)
+
+
+@dataclass
+class BatchResult:
+    imported: int = 0
+    skipped: int = 0
+    new_albums: int = 0
+
+
+def _ensure(conn, table, key_cols, rows_by_key):
+    """Ids for every key in `rows_by_key` ({key tuple: row}), inserting the missing rows."""
+    if not rows_by_key:
+        return {}, 0
+    cols = [table.c[c] for c in key_cols]
+    target = sa.tuple_(*cols) if len(cols) > 1 else cols[0]
+
+    def lookup(keys):
+        wanted = list(keys) if len(cols) > 1 else [k[0] for k in keys]
+        found = {}
+        for start in range(0, len(wanted), 400):  # keeps SQLite's bound-parameter count small
+            chunk = wanted[start:start + 400]
+            for row in conn.execute(sa.select(table.c.id, *cols).where(target.in_(chunk))):
+                found[tuple(row[1:])] = row[0]
+        return found
+
+    ids = lookup(rows_by_key)
+    missing = [rows_by_key[k] for k in rows_by_key if k not in ids]
+    created = 0
+    if missing:
+        created = len(insert_ignoring_conflicts(conn, table, missing, returning=[table.c.id]))
+        ids.update(lookup([k for k in rows_by_key if k not in ids]))
+    return ids, created
+
+
+def write_plays(conn, plays, source, job_id=None):
+    """Store a batch of plays (objects with played_at, artist, album, title) in the caller's transaction."""
+    result = BatchResult()
+    unique = {}
+    for p in plays:
+        key = (p.played_at, name_key(p.artist), name_key(p.title))
+        if key in unique:
+            result.skipped += 1  # the same play twice in one batch
+        else:
+            unique[key] = p
+    if not unique:
+        return result
+
+    artist_rows = {}
+    for (_, akey, _), p in unique.items():
+        artist_rows.setdefault((akey,), {"name": p.artist, "name_key": akey})
+    artist_ids, _ = _ensure(conn, artists_t, ["name_key"], artist_rows)
+
+    album_rows, track_rows = {}, {}
+    for (_, akey, tkey), p in unique.items():
+        artist_id = artist_ids[(akey,)]
+        if p.album:
+            bkey = name_key(p.album)
+            album_rows.setdefault((artist_id, bkey), {"artist_id": artist_id, "title": p.album,
+                                                      "title_key": bkey, "needs_enrichment": True})
+        track_rows.setdefault((artist_id, tkey), {"artist_id": artist_id, "title": p.title, "title_key": tkey})
+    album_ids, result.new_albums = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows)
+    track_ids, _ = _ensure(conn, tracks_t, ["artist_id", "title_key"], track_rows)
+
+    listen_rows = []
+    for (played_at, akey, tkey), p in unique.items():
+        artist_id = artist_ids[(akey,)]
+        listen_rows.append({
+            "played_at": played_at, "artist_key": akey, "title_key": tkey, "artist_id": artist_id,
+            "album_id": album_ids.get((artist_id, name_key(p.album))) if p.album else None,
+            "track_id": track_ids[(artist_id, tkey)], "source": source, "job_id": job_id,
+        })
+    inserted = 0
+    for start in range(0, len(listen_rows), 500):
+        inserted += len(insert_ignoring_conflicts(conn, listens_t, listen_rows[start:start + 500],
+                                                  returning=[listens_t.c.id]))
+    result.imported = inserted
+    result.skipped += len(listen_rows) - inserted
+    return result

@@ -1,0 +1,34 @@
+"""What a running job's code gets: its parameters, its tracker, its checkpoint, and `check()`."""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from ..models import Job
+from .errors import JobCancelled
+
+
+class JobContext:
+    def __init__(self, job_id, kind, params, tracker, checkpoint, settings):
+        self.job_id = job_id
+        self.kind = kind
+        self.params = params or {}
+        self.tracker = tracker
+        self.checkpoint = checkpoint or {}
+        self.settings = settings
+
+    def check(self):
+        """Call between batches: raises JobCancelled when asked, and yields to other greenlets.
+
+        Under gevent a job is a greenlet: without this yield a CPU-bound batch loop would starve
+        every open event stream of the worker.
+        """
+        time.sleep(0)
+        if self.tracker.cancel_requested:
+            raise JobCancelled()
+
+    def save_checkpoint(self, conn, data):
+        """Store the checkpoint in the caller's transaction, so a batch and its checkpoint commit together."""
+        self.checkpoint = data
+        conn.execute(sa.update(Job.__table__).where(Job.__table__.c.id == self.job_id).values(checkpoint=data))

@@ -1,0 +1,277 @@
+"""Start, run, cancel, resume and reap jobs.
+
+The `jobs` table is the control record every process shares: one job of a kind at a time
+(unique `active_kind`), cancellation requests, heartbeats and checkpoints. The live view of
+a job is its ProgressTracker, published to the progress store.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from ..db import db
+from ..models import Job
+from ..sources.errors import SourceError
+from ..progress import (CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING,
+                        ProgressTracker)
+from .context import JobContext
+from .errors import JobAlreadyRunning, JobCancelled, JobError, JobNotFound, JobNotResumable
+from .kinds import get_kind
+
+log = logging.getLogger(__name__)
+ACTIVE = (QUEUED, RUNNING)
+INTERRUPTED_MESSAGE = ("The process running this job stopped (server restarted or killed). "
+                       "Everything saved before that is kept; resume the job to continue from its last checkpoint.")
+
+# Trackers of the jobs this process runs, for cancel and heartbeat.
+_local = {}
+_local_lock = threading.Lock()
+
+
+def store():
+    return current_app.extensions["sillon"]["progress_store"]
+
+
+def settings():
+    return current_app.extensions["sillon"]["settings"]
+
+
+def _owner():
+    # Recomputed per call: gunicorn forks workers after import, so the pid at import is the master's.
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_tracker(job_id, kind, initial_version=0):
+    spec = get_kind(kind)
+    tracker = ProgressTracker(job_id, kind, spec.steps, publish=store().publish,
+                              min_interval=settings()["PROGRESS_PUBLISH_INTERVAL"])
+    tracker._changes = initial_version  # FIXME-TEMP until tracker takes initial_version
+    return tracker
+
+
+def start_job(kind, params=None):
+    """Record a queued job and hand it to the runner; raises JobAlreadyRunning (409) if one of its kind runs."""
+    get_kind(kind)  # unknown kinds fail before anything is written
+    reap_stale_jobs()
+    job = Job(id=uuid.uuid4().hex, kind=kind, status=QUEUED, active_kind=kind, params=params or {},
+              owner=_owner(), heartbeat_at=time.time(), created_at=time.time())
+    db.session.add(job)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
+        raise JobAlreadyRunning(kind, running) from None
+    _queue(job.id, kind, initial_version=0)
+    return job.id
+
+
+def resume_job(job_id):
+    """Run an interrupted, failed or cancelled job again from its checkpoint."""
+    reap_stale_jobs()
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.status not in (INTERRUPTED, ERROR, CANCELLED):
+        raise JobNotResumable(f"job {job_id} is {job.status}; only interrupted, failed or cancelled jobs resume")
+    updated = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status == job.status)
+        .values(status=QUEUED, active_kind=job.kind, cancel_requested=False, owner=_owner(),
+                heartbeat_at=time.time(), finished_at=None, message=None)
+        .execution_options(synchronize_session=False))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        running = db.session.execute(sa.select(Job.id).where(Job.active_kind == job.kind)).scalar()
+        raise JobAlreadyRunning(job.kind, running) from None
+    if updated.rowcount != 1:
+        raise JobNotResumable(f"job {job_id} changed while resuming; try again")
+    previous = store().get(job_id)
+    _queue(job_id, job.kind, initial_version=previous["version"] if previous else 0)
+    return job_id
+
+
+def _queue(job_id, kind, initial_version):
+    tracker = new_tracker(job_id, kind, initial_version)
+    tracker.set_message("Queued")
+    tracker.flush()
+    with _local_lock:
+        _local[job_id] = tracker
+    current_app.extensions["sillon"]["runner"].submit(current_app._get_current_object(), job_id)
+
+
+def execute(app, job_id):
+    """Run one job to its end in this thread (a greenlet under gevent)."""
+    with app.app_context():
+        try:
+            _execute(job_id)
+        finally:
+            with _local_lock:
+                _local.pop(job_id, None)
+            db.session.remove()
+
+
+def _execute(job_id):
+    job = db.session.get(Job, job_id)
+    spec = get_kind(job.kind)
+    with _local_lock:
+        tracker = _local.get(job_id)
+    if tracker is None:  # started by another process's runner (Celery) or after a restart
+        previous = store().get(job_id)
+        tracker = new_tracker(job_id, job.kind, previous["version"] if previous else 0)
+        with _local_lock:
+            _local[job_id] = tracker
+    now = time.time()
+    job.status, job.started_at, job.heartbeat_at, job.owner = RUNNING, job.started_at or now, now, _owner()
+    db.session.commit()
+    ctx = JobContext(job_id, job.kind, dict(job.params or {}), tracker, job.checkpoint, settings())
+    db.session.remove()  # the job code opens its own transactions; hold no connection meanwhile
+    ensure_heartbeat(current_app._get_current_object())
+    tracker.start("Starting")
+    status, message, result = COMPLETED, "Done", None
+    try:
+        result = spec.run(ctx)
+        message = (result or {}).get("message", "Done") if isinstance(result, dict) else "Done"
+    except JobCancelled:
+        status, message = CANCELLED, "Cancelled. Everything saved before the cancel is kept."
+    except (JobError, SourceError) as exc:
+        status, message = ERROR, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the person gets a message; the log gets the trace
+        log.exception("job %s (%s) failed", job_id, job.kind)
+        status, message = ERROR, (f"Unexpected error: {exc.__class__.__name__}: {exc}. "
+                                  "Everything saved before it is kept; the job can be resumed.")
+    if status == COMPLETED:
+        tracker.complete(result=result, redirect_url=spec.redirect_url, message=message)
+    elif status == CANCELLED:
+        tracker.cancelled(message, result=result)
+    else:
+        tracker.fail(message, result=result)
+    snap = tracker.snapshot()
+    db.session.execute(
+        sa.update(Job).where(Job.id == job_id)
+        .values(status=status, active_kind=None, message=message, result=snap["result"],
+                finished_at=time.time()))
+    db.session.commit()
+
+
+def cancel_job(job_id):
+    """Ask a queued or running job to stop at its next checkpoint (any process may be running it)."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.status in FINAL_STATUSES:
+        return job.status
+    job.cancel_requested = True
+    db.session.commit()
+    with _local_lock:
+        tracker = _local.get(job_id)
+    if tracker is not None:
+        tracker.request_cancel()
+    return "cancelling"
+
+
+def reap_stale_jobs(now=None):
+    """Mark jobs whose process died as interrupted, and free their kind for a new start."""
+    now = now or time.time()
+    stale_before = now - settings()["JOB_STALE_SECONDS"]
+    candidates = db.session.execute(
+        sa.select(Job.id, Job.owner, Job.heartbeat_at).where(Job.status.in_(ACTIVE))).all()
+    host = socket.gethostname()
+    dead = []
+    for job_id, owner, beat in candidates:
+        with _local_lock:
+            if job_id in _local:
+                continue
+        owner_host, _, pid = (owner or "").rpartition(":")
+        if (beat or 0) < stale_before or (owner_host == host and pid.isdigit() and not _pid_alive(int(pid))):
+            dead.append(job_id)
+    for job_id in dead:
+        _mark_interrupted(job_id, now)
+    return dead
+
+
+def _mark_interrupted(job_id, now):
+    updated = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(status=INTERRUPTED, active_kind=None, message=INTERRUPTED_MESSAGE, finished_at=now))
+    db.session.commit()
+    if updated.rowcount != 1:
+        return
+    snap = store().get(job_id)
+    if snap is not None and snap["status"] not in FINAL_STATUSES:
+        snap.update(status=INTERRUPTED, message=INTERRUPTED_MESSAGE, version=snap["version"] + 1,
+                    eta_seconds=None, rate=0.0)
+        store().publish(snap)
+    log.warning("job %s marked interrupted: its process stopped", job_id)
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_snapshot(job_id):
+    """A job's current snapshot (None if unknown), marking it interrupted first if its process died."""
+    snap = store().get(job_id)
+    if snap is None or snap["status"] in FINAL_STATUSES:
+        return snap
+    if job_id in reap_stale_jobs():
+        return store().get(job_id)
+    return snap
+
+
+# --- heartbeat: one loop per process while it runs jobs ---------------------------------
+_heartbeat_thread = None
+_heartbeat_lock = threading.Lock()
+
+
+def ensure_heartbeat(app):
+    global _heartbeat_thread
+    with _heartbeat_lock:
+        if _heartbeat_thread is None or not _heartbeat_thread.is_alive():
+            _heartbeat_thread = threading.Thread(target=_heartbeat_loop, args=(app,), name="job-heartbeat", daemon=True)
+            _heartbeat_thread.start()
+
+
+def _heartbeat_loop(app):
+    interval = app.extensions["sillon"]["settings"]["JOB_HEARTBEAT_SECONDS"]
+    while True:
+        with _local_lock:
+            trackers = dict(_local)
+        if not trackers:
+            return  # restarted by the next job
+        with app.app_context():
+            try:
+                beat(trackers)
+            except Exception:  # noqa: BLE001 - a missed beat is retried next tick
+                log.exception("job heartbeat failed")
+            finally:
+                db.session.remove()
+        time.sleep(interval)
+
+
+def beat(trackers):
+    """Record that this process's jobs are alive, and pass on cancel requests made elsewhere."""
+    ids = list(trackers)
+    db.session.execute(sa.update(Job).where(Job.id.in_(ids)).values(heartbeat_at=time.time()))
+    cancelled = db.session.execute(
+        sa.select(Job.id).where(Job.id.in_(ids), Job.cancel_requested.is_(True))).scalars().all()
+    db.session.commit()
+    for job_id in cancelled:
+        trackers[job_id].request_cancel()

@@ -1,0 +1,122 @@
+"""The app's data: artists, albums, tracks, listens, collection items and jobs.
+
+Times are stored as UTC Unix seconds (integers for listens, floats for jobs): exact, portable
+across SQLite and PostgreSQL, and what Last.fm itself uses.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from .db import db
+
+
+def utc_iso(seconds):
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Artist(db.Model):
+    __tablename__ = "artists"
+    id = sa.Column(sa.Integer, primary_key=True)
+    name = sa.Column(sa.String(512), nullable=False)
+    name_key = sa.Column(sa.String(512), nullable=False, unique=True)
+    image_url = sa.Column(sa.String(1024))
+    created_at = sa.Column(sa.Float, nullable=False, default=time.time)
+
+
+class Album(db.Model):
+    __tablename__ = "albums"
+    __table_args__ = (sa.UniqueConstraint("artist_id", "title_key", name="uq_albums_artist_title"),)
+    id = sa.Column(sa.Integer, primary_key=True)
+    artist_id = sa.Column(sa.Integer, sa.ForeignKey("artists.id"), nullable=False)
+    title = sa.Column(sa.String(512), nullable=False)
+    title_key = sa.Column(sa.String(512), nullable=False)
+    image_url = sa.Column(sa.String(1024))
+    needs_enrichment = sa.Column(sa.Boolean, nullable=False, default=True, server_default=sa.true())
+    created_at = sa.Column(sa.Float, nullable=False, default=time.time)
+    artist = db.relationship(Artist, lazy="joined")
+
+
+class Track(db.Model):
+    __tablename__ = "tracks"
+    __table_args__ = (sa.UniqueConstraint("artist_id", "title_key", name="uq_tracks_artist_title"),)
+    id = sa.Column(sa.Integer, primary_key=True)
+    artist_id = sa.Column(sa.Integer, sa.ForeignKey("artists.id"), nullable=False)
+    title = sa.Column(sa.String(512), nullable=False)
+    title_key = sa.Column(sa.String(512), nullable=False)
+
+
+class Listen(db.Model):
+    """One play. Unique on (played_at, artist key, title key): two tracks in one second both stay."""
+    __tablename__ = "listens"
+    __table_args__ = (
+        sa.UniqueConstraint("played_at", "artist_key", "title_key", name="uq_listens_play"),
+        sa.Index("ix_listens_artist_played", "artist_id", "played_at"),
+    )
+    id = sa.Column(sa.Integer, primary_key=True)
+    played_at = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False, index=True)
+    artist_key = sa.Column(sa.String(512), nullable=False)
+    title_key = sa.Column(sa.String(512), nullable=False)
+    artist_id = sa.Column(sa.Integer, sa.ForeignKey("artists.id"), nullable=False)
+    album_id = sa.Column(sa.Integer, sa.ForeignKey("albums.id"))
+    track_id = sa.Column(sa.Integer, sa.ForeignKey("tracks.id"), nullable=False)
+    source = sa.Column(sa.String(32), nullable=False)
+    job_id = sa.Column(sa.String(32))
+
+
+class CollectionItem(db.Model):
+    """One owned copy of a release (Discogs instance id): two copies of a release are two items."""
+    __tablename__ = "collection_items"
+    id = sa.Column(sa.Integer, primary_key=True)
+    instance_id = sa.Column(sa.BigInteger, nullable=False, unique=True)
+    release_id = sa.Column(sa.BigInteger, nullable=False, index=True)
+    album_id = sa.Column(sa.Integer, sa.ForeignKey("albums.id"))
+    title = sa.Column(sa.String(512), nullable=False)
+    artist = sa.Column(sa.String(512), nullable=False)
+    year = sa.Column(sa.Integer)
+    formats = sa.Column(sa.JSON)
+    labels = sa.Column(sa.JSON)
+    genres = sa.Column(sa.JSON)
+    styles = sa.Column(sa.JSON)
+    cover_url = sa.Column(sa.String(1024))
+    thumb_url = sa.Column(sa.String(1024))
+    date_added = sa.Column(sa.String(40))
+    rating = sa.Column(sa.Integer)
+    folder_id = sa.Column(sa.Integer)
+    source = sa.Column(sa.String(32), nullable=False, default="discogs")
+    created_at = sa.Column(sa.Float, nullable=False, default=time.time)
+
+
+class Job(db.Model):
+    """A long job's control record. Its live progress lives in the progress store.
+
+    `active_kind` equals `kind` while the job is queued or running and is NULL otherwise; its
+    unique constraint is what makes "one job of a kind at a time" hold across processes.
+    """
+    __tablename__ = "jobs"
+    id = sa.Column(sa.String(32), primary_key=True)
+    kind = sa.Column(sa.String(64), nullable=False, index=True)
+    status = sa.Column(sa.String(16), nullable=False)
+    active_kind = sa.Column(sa.String(64), unique=True)
+    params = sa.Column(sa.JSON, nullable=False, default=dict)
+    checkpoint = sa.Column(sa.JSON)
+    result = sa.Column(sa.JSON)
+    message = sa.Column(sa.Text)
+    cancel_requested = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
+    owner = sa.Column(sa.String(128))
+    heartbeat_at = sa.Column(sa.Float)
+    created_at = sa.Column(sa.Float, nullable=False, default=time.time)
+    started_at = sa.Column(sa.Float)
+    finished_at = sa.Column(sa.Float)
+
+    def as_dict(self):
+        return {"id": self.id, "kind": self.kind, "status": self.status, "params": self.params,
+                "result": self.result, "message": self.message,
+                "created_at": utc_iso(self.created_at), "started_at": utc_iso(self.started_at),
+                "finished_at": utc_iso(self.finished_at),
+                "duration_seconds": round(self.finished_at - self.started_at, 3)
+                if self.finished_at and self.started_at else None}

@@ -1,0 +1,1 @@
+"""Thin layers over outside systems and export files; they import nothing of the app."""

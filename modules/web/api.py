@@ -1,0 +1,141 @@
+"""JSON API under /api/v1: jobs, uploads, listens."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+
+from ..db import db
+from ..jobs import (JobAlreadyRunning, JobNotFound, JobNotResumable, cancel_job, job_snapshot,
+                    resume_job)
+from ..models import Job
+from . import listens_query
+from .uploads import UploadRejected, start_upload_import
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def job_links(job_id):
+    return {"job_id": job_id, "progress_url": url_for("pages.progress", job_id=job_id),
+            "events_url": url_for("streams.job_events", job_id=job_id),
+            "status_url": url_for("api.job_status", job_id=job_id)}
+
+
+def error(status, message, **extra):
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+def store():
+    from flask import current_app
+    return current_app.extensions["sillon"]["progress_store"]
+
+
+@bp.get("/jobs")
+def list_jobs():
+    limit = min(request.args.get("limit", 50, type=int) or 50, 500)
+    query = sa.select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if request.args.get("kind"):
+        query = query.where(Job.kind == request.args["kind"])
+    if request.args.get("status"):
+        query = query.where(Job.status == request.args["status"])
+    jobs = db.session.execute(query).scalars().all()
+    return jsonify({"items": [{**j.as_dict(), **job_links(j.id)} for j in jobs]})
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id):
+    snap = job_snapshot(job_id)
+    if snap is None:
+        return error(404, f"no job {job_id}")
+    return jsonify(snap)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def job_cancel(job_id):
+    try:
+        state = cancel_job(job_id)
+    except JobNotFound:
+        return error(404, f"no job {job_id}")
+    return jsonify({"job_id": job_id, "status": state}), 202 if state == "cancelling" else 200
+
+
+@bp.post("/jobs/<job_id>/resume")
+def job_resume(job_id):
+    try:
+        resume_job(job_id)
+    except JobNotFound:
+        return error(404, f"no job {job_id}")
+    except JobNotResumable as exc:
+        return error(409, str(exc))
+    except JobAlreadyRunning as exc:
+        return error(409, str(exc), job_id=exc.job_id, **job_links(exc.job_id))
+    return jsonify(job_links(job_id)), 202
+
+
+@bp.post("/imports")
+def create_import():
+    try:
+        job_id = start_upload_import(request.files.getlist("files"))
+    except UploadRejected as exc:
+        return error(400, str(exc))
+    except JobAlreadyRunning as exc:
+        return error(409, "An import is already running; wait for it to finish or cancel it.",
+                     **job_links(exc.job_id))
+    return jsonify(job_links(job_id)), 202
+
+
+@bp.get("/listens")
+def list_listens():
+    try:
+        params = listens_query.parse_args(request.args)
+    except ValueError as exc:
+        return error(400, str(exc))
+    total, items = listens_query.page(**params)
+    return jsonify({"total": total, "page": params["page"], "page_size": params["page_size"], "items": items})
+
+
+@bp.get("/listens/export")
+def export_listens():
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        return error(400, "format must be csv or json")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    rows = listens_query.iter_all()
+    if fmt == "csv":
+        body = _csv_lines(rows)
+        mimetype, name = "text/csv", f"sillon-listens-{stamp}.csv"
+    else:
+        body = _json_lines(rows)
+        mimetype, name = "application/json", f"sillon-listens-{stamp}.json"
+    return Response(stream_with_context(body), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _csv_lines(rows):
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(listens_query.FIELDS)
+    for item in rows:
+        writer.writerow([item[f] or "" for f in listens_query.FIELDS])
+        if buf.tell() > 64 * 1024:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def _json_lines(rows):
+    yield "["
+    first = True
+    for item in rows:
+        yield ("" if first else ",") + "\n" + json.dumps(item, ensure_ascii=False)
+        first = False
+    yield "\n]\n"
+
+
