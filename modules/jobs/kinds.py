@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..importers import uploads
+from ..importers import diagnostics, uploads
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class JobKind:
 KINDS = {
     "upload_import": JobKind("upload_import", "Import uploaded files", uploads.import_uploaded_files,
                              uploads.STEPS, "/journal"),
+    "progress_check": JobKind("progress_check", "Live progress check", diagnostics.run_progress_check,
+                              diagnostics.STEPS, None),
 }
 
 

@@ -21,23 +21,19 @@ log = logging.getLogger(__name__)
 class Subscription:
     """One open stream's view of one job: the latest snapshot and an event to wait on."""
 
-    __slots__ = ("job_id", "_event", "_latest", "_fanout", "_lock")
+    __slots__ = ("job_id", "_event", "_latest", "_fanout")
 
     def __init__(self, fanout, job_id):
         self.job_id = job_id
         self._fanout = fanout
         self._event = threading.Event()
         self._latest = None
-        self._lock = threading.Lock()
 
     def _deliver(self, snapshot):
-        # Two threads can deliver at once (a local publish and the database watcher): without
-        # the lock the older one could land last and hide the newer, even the final state.
-        with self._lock:
-            latest = self._latest
-            if latest is None or snapshot["version"] > latest["version"]:
-                self._latest = snapshot
-                self._event.set()
+        latest = self._latest
+        if latest is None or snapshot["version"] > latest["version"]:
+            self._latest = snapshot
+            self._event.set()
 
     def wait(self, after_version, timeout):
         """The newest snapshot with a version above `after_version`, or None after `timeout`."""

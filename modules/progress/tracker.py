@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Job statuses.
 QUEUED, RUNNING, COMPLETED, ERROR, CANCELLED, INTERRUPTED = (
@@ -30,7 +30,7 @@ FINAL_PUBLISH_ATTEMPTS = 50  # flusher ticks spent retrying a failed final publi
 def _iso(ts):
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Step:

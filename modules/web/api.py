@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 
 from ..db import db
 from ..jobs import (JobAlreadyRunning, JobNotFound, JobNotResumable, cancel_job, job_snapshot,
-                    resume_job)
+                    resume_job, start_job)
 from ..models import Job
 from . import listens_query
 from .uploads import UploadRejected, start_upload_import
@@ -87,6 +87,20 @@ def create_import():
     except JobAlreadyRunning as exc:
         return error(409, "An import is already running; wait for it to finish or cancel it.",
                      **job_links(exc.job_id))
+    return jsonify(job_links(job_id)), 202
+
+
+@bp.post("/diagnostics/progress-check")
+def progress_check():
+    """Start a job that only reports progress: shows live updates reach the browser."""
+    try:
+        params = {"duration": float(request.args.get("duration", 5)), "rate": float(request.args.get("rate", 20))}
+    except ValueError:
+        return error(400, "duration and rate must be numbers")
+    try:
+        job_id = start_job("progress_check", params)
+    except JobAlreadyRunning as exc:
+        return error(409, "A progress check is already running.", **job_links(exc.job_id))
     return jsonify(job_links(job_id)), 202
 
 

@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from ..errors import UnrecognizedFile
 
@@ -45,7 +46,8 @@ def parse_simple_date(text):
     if month is None:
         raise RowError(f"unreadable month in date {text!r}")
     try:
-        return calendar.timegm((int(year), month, int(day), int(hour), int(minute), int(second or 0)))
+        moment = datetime(int(year), month, int(day), int(hour), int(minute), int(second or 0), tzinfo=timezone.utc)
+        return int(moment.timestamp())
     except (ValueError, OverflowError) as exc:
         raise RowError(f"impossible date {text!r}") from exc
 

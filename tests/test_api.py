@@ -1,0 +1,91 @@
+"""Reading listens back: pages, filters, export; and the API's error answers."""
+import csv
+import io
+import json
+
+import pytest
+
+from tests.conftest import upload, wait_for_job
+
+ROWS = [  # artist, album, track, date (UTC)
+    ("Nina Simone", "Pastel Blues", "Sinnerman", "01 Jan 2020 10:00"),
+    ("Nina Simone", "", "Feeling Good", "01 Jan 2020 10:05"),
+    ("Sun Ra", "Space Is the Place", "Space Is the Place", "02 Jan 2020 23:59"),
+    ("Alice Coltrane", "Journey in Satchidananda", "Shiva-Loka", "03 Jan 2020 00:00"),
+    ("Pharoah Sanders", "Karma", "The Creator Has a Master Plan", "15 Feb 2021 12:00"),
+]
+
+
+@pytest.fixture
+def loaded(app, client):
+    content = "\n".join(",".join(f'"{c}"' for c in row) for row in ROWS).encode()
+    wait_for_job(app, upload(client, ("l.csv", content)).get_json()["job_id"])
+    return client
+
+
+def test_listens_newest_first_with_pages(loaded):
+    body = loaded.get("/api/v1/listens?page=1&page_size=2").get_json()
+    assert body["total"] == 5 and body["page"] == 1 and body["page_size"] == 2
+    assert [i["title"] for i in body["items"]] == ["The Creator Has a Master Plan", "Shiva-Loka"]
+    assert body["items"][0] == {"played_at": "2021-02-15T12:00:00Z", "artist": "Pharoah Sanders",
+                                "album": "Karma", "title": "The Creator Has a Master Plan", "source": "lastfm_csv"}
+    page3 = loaded.get("/api/v1/listens?page=3&page_size=2").get_json()
+    assert [i["title"] for i in page3["items"]] == ["Sinnerman"]
+    assert loaded.get("/api/v1/listens?page=9").get_json()["items"] == []
+
+
+def test_listens_filters(loaded):
+    def titles(query):
+        return [i["title"] for i in loaded.get("/api/v1/listens?" + query).get_json()["items"]]
+
+    assert titles("from=2020-01-02&to=2020-01-02") == ["Space Is the Place"]  # `to` includes its day
+    assert titles("from=2020-01-03") == ["The Creator Has a Master Plan", "Shiva-Loka"]
+    assert titles("to=1577873100") == ["Sinnerman"]  # Unix seconds, exclusive end
+    assert titles("from=2020-01-01T10:05:00Z&to=2020-01-01T10:06:00Z") == ["Feeling Good"]
+    assert titles("artist=nina") == ["Feeling Good", "Sinnerman"]
+    assert titles("artist=100%25") == []
+    assert loaded.get("/api/v1/listens?artist=nina").get_json()["items"][0]["album"] is None
+
+
+@pytest.mark.parametrize("query", ["page=0", "page_size=0", "page_size=501", "page=x", "from=yesterday"])
+def test_listens_bad_parameters_are_400(loaded, query):
+    r = loaded.get("/api/v1/listens?" + query)
+    assert r.status_code == 400 and r.get_json()["error"]
+
+
+def test_export_csv_and_json_have_every_listen(loaded):
+    r = loaded.get("/api/v1/listens/export?format=csv")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert "attachment" in r.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert len(rows) == 5 and rows[-1]["title"] == "Sinnerman" and rows[0]["played_at"] == "2021-02-15T12:00:00Z"
+    items = json.loads(loaded.get("/api/v1/listens/export?format=json").get_data(as_text=True))
+    assert len(items) == 5 and {i["artist"] for i in items} >= {"Sun Ra", "Nina Simone"}
+    assert loaded.get("/api/v1/listens/export?format=xml").status_code == 400
+
+
+def test_export_streams_in_chunks_past_one_keyset_page(app, loaded):
+    from modules.web import listens_query
+    with app.test_request_context():
+        assert len(list(listens_query.iter_all(chunk=2))) == 5
+
+
+def test_unknown_job_is_404_json(client):
+    for path in ("/api/v1/jobs/nope", "/api/v1/jobs/nope/events"):
+        r = client.get(path)
+        assert r.status_code == 404 and "error" in r.get_json()
+    assert client.post("/api/v1/jobs/nope/cancel").status_code == 404
+    assert client.get("/progress/nope").status_code == 404
+
+
+def test_pages_render_empty_and_full(client, loaded):
+    journal = loaded.get("/journal").get_data(as_text=True)
+    assert "Friday 03 January 2020" in journal and "Shiva-Loka" in journal
+    for path in ("/settings", "/jobs"):
+        assert loaded.get(path).status_code == 200
+
+
+def test_empty_journal_leads_to_first_import(client):
+    page = client.get("/journal").get_data(as_text=True)
+    assert "No listens yet" in page and 'href="/settings"' in page
+    assert client.get("/").headers["Location"].endswith("/journal")

@@ -1,0 +1,48 @@
+"""Settings: environment over config.json over defaults; the README documents every one."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import config
+
+
+def test_environment_wins_over_config_json(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"secrets": {"lastfm": {"api_key": "file-key", "username": "rj"},
+                                           "tracker": {"interval_seconds": 300}}}))
+    settings = config.load_settings({"SILLON_CONFIG": str(cfg), "LASTFM_API_KEY": "env-key"}, root=tmp_path)
+    assert settings["LASTFM_API_KEY"] == "env-key"
+    assert settings["LASTFM_USERNAME"] == "rj"
+    assert settings["TRACKER_INTERVAL_SECONDS"] == 300
+    assert settings["PROGRESS_STORE"] == "database"
+    assert settings["INSTANCE_PATH"] == str((tmp_path / "instance").resolve())
+
+
+def test_broken_config_json_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text("{not json")
+    with pytest.raises(RuntimeError, match="config.json is not valid JSON"):
+        config.load_settings({"SILLON_CONFIG": str(cfg)}, root=tmp_path)
+
+
+def test_invalid_number_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="MAX_UPLOAD_MB"):
+        config.load_settings({"SILLON_CONFIG": str(tmp_path / "none"), "MAX_UPLOAD_MB": "lots"}, root=tmp_path)
+
+
+def test_secret_key_is_generated_once_and_kept_private(tmp_path):
+    key = config.secret_key(tmp_path)
+    assert len(key) == 64 and config.secret_key(tmp_path) == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_app_uses_sqlite_in_instance_folder_by_default(app):
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{Path(app.instance_path) / 'sillon.db'}"
+
+
+def test_readme_settings_table_lists_every_setting():
+    readme = (Path(config.__file__).parent / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, re.M))
+    assert set(config.SETTINGS) <= documented, set(config.SETTINGS) - documented
