@@ -6,7 +6,7 @@ across SQLite and PostgreSQL, and what Last.fm itself uses.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -16,7 +16,7 @@ from .db import db
 def utc_iso(seconds):
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 class Artist(db.Model):

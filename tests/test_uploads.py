@@ -50,9 +50,9 @@ def test_broken_rows_are_counted_and_sampled_with_line_numbers(app, client):
 
 
 def test_two_tracks_in_one_second_are_both_kept_and_names_are_matched_loosely(app, client):
-    content = ("Massive Attack,Mezzanine,Teardrop,14 Nov 2023 22:13\n"
-               "Massive Attack,Mezzanine,Angel,14 Nov 2023 22:13\n"
-               "massive  attack,MEZZANINE,teardrop,14 Nov 2023 22:13\n").encode()
+    content = (b"Massive Attack,Mezzanine,Teardrop,14 Nov 2023 22:13\n"
+               b"Massive Attack,Mezzanine,Angel,14 Nov 2023 22:13\n"
+               b"massive  attack,MEZZANINE,teardrop,14 Nov 2023 22:13\n")
     snap = wait_for_job(app, upload(client, ("a.csv", content)).get_json()["job_id"])
     assert snap["counters"] == {"imported": 2, "skipped": 1, "errors": 0}
     assert count(app, Artist) == 1 and count(app, Album) == 1

@@ -83,7 +83,7 @@ def import_uploaded_files(ctx):
 
     tracker.start_step("finish", "Summing up")
     result = {"files": [{"name": f["name"], "rows": n, "format": _layout_name(layout)}
-                        for f, n, layout in zip(files, rows_per_file, layouts)],
+                        for f, n, layout in zip(files, rows_per_file, layouts, strict=False)],
               "imported": state["imported"], "skipped": state["skipped"], "errors": state["errors"],
               "albums_to_enrich": state["new_albums"]}
     result["message"] = (f"Imported {result['imported']:,} listens; {result['skipped']:,} already there; "

@@ -1,8 +1,8 @@
 """The kinds of job the app runs: what code, which steps, where the page goes when done."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..importers import diagnostics, uploads
 

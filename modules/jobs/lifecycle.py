@@ -19,9 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..db import db
 from ..models import Job
+from ..progress import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 from ..sources.errors import SourceError
-from ..progress import (CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING,
-                        ProgressTracker)
 from .context import JobContext
 from .errors import JobAlreadyRunning, JobCancelled, JobError, JobNotFound, JobNotResumable
 from .kinds import get_kind
@@ -51,10 +50,8 @@ def _owner():
 
 def new_tracker(job_id, kind, initial_version=0):
     spec = get_kind(kind)
-    tracker = ProgressTracker(job_id, kind, spec.steps, publish=store().publish,
-                              min_interval=settings()["PROGRESS_PUBLISH_INTERVAL"])
-    tracker._changes = initial_version  # FIXME-TEMP until tracker takes initial_version
-    return tracker
+    return ProgressTracker(job_id, kind, spec.steps, publish=store().publish,
+                           min_interval=settings()["PROGRESS_PUBLISH_INTERVAL"], initial_version=initial_version)
 
 
 def start_job(kind, params=None):

@@ -2,10 +2,10 @@
 
 Imports nothing else from the app, so it can be lifted into another Flask project.
 """
-from .sse import HEADERS as SSE_HEADERS, event_stream, format_event, parse_last_event_id
+from .sse import HEADERS as SSE_HEADERS
+from .sse import event_stream, format_event, parse_last_event_id
 from .store import DatabaseStore, MemoryStore, snapshots_table
-from .tracker import (CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING,
-                      ProgressTracker)
+from .tracker import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 
 __all__ = ["ProgressTracker", "MemoryStore", "DatabaseStore", "snapshots_table", "event_stream",
            "format_event", "parse_last_event_id", "SSE_HEADERS", "FINAL_STATUSES", "QUEUED", "RUNNING",

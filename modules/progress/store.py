@@ -147,6 +147,9 @@ class DatabaseStore:
             # Another process inserted this job's first row between our update and our insert:
             # the row exists now, so the update path applies.
             self._write(values)
+        # Local streams hear of it now; the watcher need not fetch it back from the database.
+        if snapshot["version"] > self._known.get(snapshot["id"], -1):
+            self._known[snapshot["id"]] = snapshot["version"]
         self.fanout.deliver(snapshot)
 
     def _write(self, values):

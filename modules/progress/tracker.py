@@ -75,11 +75,12 @@ class ProgressTracker:
     raises from a failed publish: the job must not die because a stream store hiccupped.
 
     `done`, `counters` and `version` are read-only views summed over the per-thread shards;
-    change them through `advance`, `incr`, `add_error` and the other methods.
+    change them through `advance`, `incr`, `add_error` and the other methods. A resumed job
+    passes `initial_version`, the version its store holds, so its new snapshots count as newer.
     """
 
     def __init__(self, job_id, kind, steps=(), publish=None, *, min_interval=0.1,
-                 max_errors=20, created_at=None, clock=time.time):
+                 max_errors=20, created_at=None, clock=time.time, initial_version=0):
         self.id = job_id
         self.kind = kind
         self._publish = publish
@@ -99,7 +100,7 @@ class ProgressTracker:
         self.total = None
         self.errors_sample = []
         self.errors_total = 0
-        self._changes = 0  # changes made under the lock; version = this + the shards' changes
+        self._changes = initial_version  # lock-held changes; version = this + the shards' changes
         self._counters = {}  # counters changed under the lock (errors)
         self._local = threading.local()
         self._shards = []  # every thread's shard, kept after the thread ends so no count is lost
@@ -213,12 +214,21 @@ class ProgressTracker:
             self._recompute_step(step)
             self._changes += 1
 
+    def _shown_progress(self, step, done):
+        """A step's progress as shown: the current step with a total follows done/total."""
+        if step.id != self.current_step or step.status != IN_PROGRESS or not self.total:
+            return step.progress
+        derived = min(100.0, 100.0 * done / self.total)
+        if step.substeps:
+            # Substeps are often started one at a time (a file each), so their mean falls back
+            # whenever a new one starts (100% -> 50%); the step's total covers all of them.
+            return derived
+        return max(step.progress, derived)
+
     def _keep_count_progress(self, step):
-        # A current step without substeps shows done/total; keep that progress in the step when
-        # it stops being current, so its bar (and overall_progress) does not fall back to 0.
-        if step.id == self.current_step and step.status == IN_PROGRESS and self.total:
-            derived = min(100.0, 100.0 * (self._sum_done() - self._done_offset) / self.total)
-            step.progress = max(step.progress, derived)
+        # Keep the shown progress in the step when it stops being current, so its bar (and
+        # overall_progress) does not fall back when it fails or the job is cancelled.
+        step.progress = self._shown_progress(step, self._sum_done() - self._done_offset)
 
     @staticmethod
     def _recompute_step(step):
@@ -361,10 +371,7 @@ class ProgressTracker:
             overall = 0.0
             for s in self._steps.values():
                 data = s.as_dict()
-                if s.id == self.current_step and s.status == IN_PROGRESS and self.total:
-                    # A step without substeps follows the job-wide determinate count.
-                    derived = min(100.0, 100.0 * done / self.total)
-                    data["progress"] = round(max(s.progress, derived), 1)
+                data["progress"] = round(self._shown_progress(s, done), 1)
                 steps.append(data)
                 overall += s.weight * data["progress"]
             overall /= total_weight
@@ -386,7 +393,7 @@ class ProgressTracker:
                 "message": self.message, "result": self.result, "redirect_url": self.redirect_url,
                 "version": version, "created_at": _iso(self.created_at),
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "cancel_requested": self._cancel.is_set(),
+                "updated_at": _iso(now), "cancel_requested": self._cancel.is_set(),
             }
 
     def _rate(self, now, done):

@@ -4,14 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from ..db import db
-from ..jobs import (JobAlreadyRunning, JobNotFound, JobNotResumable, cancel_job, job_snapshot,
-                    resume_job, start_job)
+from ..jobs import JobAlreadyRunning, JobNotFound, JobNotResumable, cancel_job, job_snapshot, resume_job, start_job
 from ..models import Job
 from . import listens_query
 from .uploads import UploadRejected, start_upload_import
@@ -119,7 +118,7 @@ def export_listens():
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "json"):
         return error(400, "format must be csv or json")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
     rows = listens_query.iter_all()
     if fmt == "csv":
         body = _csv_lines(rows)

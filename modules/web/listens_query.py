@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
@@ -30,7 +30,7 @@ def parse_time(value, end=False):
     except ValueError:
         raise ValueError(f"unreadable date {value!r}: use YYYY-MM-DD, an ISO 8601 time or Unix seconds") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -36,7 +36,7 @@ def journal():
     total, items = listens_query.page(page=page, page_size=JOURNAL_PAGE_SIZE)
     days = []
     for item in items:
-        moment = datetime.fromisoformat(item["played_at"].replace("Z", "+00:00")).astimezone(timezone.utc)
+        moment = datetime.fromisoformat(item["played_at"].replace("Z", "+00:00")).astimezone(UTC)
         day = moment.strftime("%A %d %B %Y")
         if not days or days[-1]["day"] != day:
             days.append({"day": day, "listens": []})

@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..errors import UnrecognizedFile
 
@@ -46,7 +46,7 @@ def parse_simple_date(text):
     if month is None:
         raise RowError(f"unreadable month in date {text!r}")
     try:
-        moment = datetime(int(year), month, int(day), int(hour), int(minute), int(second or 0), tzinfo=timezone.utc)
+        moment = datetime(int(year), month, int(day), int(hour), int(minute), int(second or 0), tzinfo=UTC)
         return int(moment.timestamp())
     except (ValueError, OverflowError) as exc:
         raise RowError(f"impossible date {text!r}") from exc
