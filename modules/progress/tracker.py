@@ -393,7 +393,7 @@ class ProgressTracker:
                 "message": self.message, "result": self.result, "redirect_url": self.redirect_url,
                 "version": version, "created_at": _iso(self.created_at),
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "updated_at": _iso(now), "cancel_requested": self._cancel.is_set(),
+                "updated_at": _iso(self.finished_at or now), "cancel_requested": self._cancel.is_set(),
             }
 
     def _rate(self, now, done):
