@@ -11,6 +11,17 @@ import os
 import secrets
 from pathlib import Path
 
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 # name -> (config.json path or None, default, converter, description). The README's settings
 # table documents the same names; tests check the two agree.
 SETTINGS = {
@@ -28,6 +39,12 @@ SETTINGS = {
     "LASTFM_API_KEY": ("lastfm.api_key", None, str, "Last.fm API key"),
     "LASTFM_API_SECRET": ("lastfm.api_secret", None, str, "Last.fm API secret"),
     "LASTFM_USERNAME": ("lastfm.username", None, str, "Last.fm user whose history is imported"),
+    "LASTFM_API_URL": (None, "https://ws.audioscrobbler.com/2.0/", str, "Last.fm web service URL (http or https; a compatible server or a test emulator)"),
+    "LASTFM_REQUESTS_PER_SECOND": (None, 5.0, float, "Most requests started per second towards Last.fm (its rule is 5)"),
+    "LASTFM_CONCURRENCY": (None, 4, int, "Last.fm requests kept in flight at once by an import"),
+    "LASTFM_RETRY_BASE_SECONDS": (None, 1.0, float, "First wait after a Last.fm rate limit or failure; doubles each try, at most 60 s"),
+    "LASTFM_MAX_ATTEMPTS": (None, 10, int, "Tries per request before an import stops with an error (resumable)"),
+    "TRACKER_AUTOSTART": (None, True, _bool, "Start the live tracker again after a restart if it was running"),
     "DISCOGS_TOKEN": ("discogs.token", None, str, "Discogs personal access token"),
     "DISCOGS_USERNAME": ("discogs.username", None, str, "Discogs user whose collection is synced"),
     "SPOTIFY_CLIENT_ID": ("spotify.client_id", None, str, "Spotify app client id (images)"),

@@ -135,7 +135,7 @@ def test_step_and_substep_lifecycle():
     tracker.error_substep("import", "b.csv", "not a CSV file")
     subs = step(tracker.snapshot(), "import")["substeps"]
     assert [(s["status"], s["progress"], s["message"]) for s in subs] == [
-        ("completed", 100.0, "4 rows"), ("error", 100.0, "not a CSV file")]
+        ("completed", 100.0, "4 rows"), ("error", 50.0, "not a CSV file")]  # a failure keeps its progress
 
     tracker.error_step("import", "one file failed")
     imp = step(tracker.snapshot(), "import")

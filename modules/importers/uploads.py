@@ -78,6 +78,7 @@ def import_uploaded_files(ctx):
                 batch = []
         if batch:
             _save_batch(ctx, state, batch, i, done)
+        tracker.update_substep("save", sub, done=done)
         tracker.complete_substep("save", sub, f"{done:,} rows")
     tracker.complete_step("save")
 

@@ -3,10 +3,25 @@ from __future__ import annotations
 
 import time
 
+import gevent
 import sqlalchemy as sa
+from gevent import monkey
 
 from ..models import Job
 from .errors import JobCancelled
+
+
+def cooperative_yield():
+    """Let other greenlets (and the network) run.
+
+    Under gevent, sleep(0) only switches to greenlets that are already runnable: the hub does
+    not poll sockets, so open streams would still wait for the whole job. idle() waits until the
+    event loop has run once, I/O included. Without gevent, sleep(0) releases the GIL.
+    """
+    if monkey.is_module_patched("threading"):
+        gevent.idle()
+    else:
+        time.sleep(0)
 
 
 class JobContext:
@@ -24,7 +39,7 @@ class JobContext:
         Under gevent a job is a greenlet: without this yield a CPU-bound batch loop would starve
         every open event stream of the worker.
         """
-        time.sleep(0)
+        cooperative_yield()
         if self.tracker.cancel_requested:
             raise JobCancelled()
 

@@ -130,6 +130,7 @@ class ProgressTracker:
                 self._keep_count_progress(previous)
             step.status, step.message = IN_PROGRESS, message
             self.current_step = step_id
+            self.message = message or step.name  # the job's status line follows its current step
             # A step's own determinate count starts fresh; the job-wide count follows it.
             self._done_offset = self._sum_done()
             self.total = None
@@ -208,7 +209,8 @@ class ProgressTracker:
             step = self._steps[step_id]
             sub = step.substeps[substep_id]
             sub.status = status
-            sub.progress = 100.0
+            if status != STEP_ERROR:  # a failed substep keeps the progress it had reached
+                sub.progress = 100.0
             if message is not None:
                 sub.message = message
             self._recompute_step(step)
@@ -228,7 +230,10 @@ class ProgressTracker:
     def _keep_count_progress(self, step):
         # Keep the shown progress in the step when it stops being current, so its bar (and
         # overall_progress) does not fall back when it fails or the job is cancelled.
-        step.progress = self._shown_progress(step, self._sum_done() - self._done_offset)
+        done = self._sum_done() - self._done_offset
+        step.progress = self._shown_progress(step, done)
+        if self.total is not None and step.id == self.current_step:
+            step.done, step.total = done, self.total  # the step keeps its "75 / 75"
 
     @staticmethod
     def _recompute_step(step):
