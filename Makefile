@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export FLASK_APP := app
+export FLASK_APP := app:create_app()
 
 .PHONY: run test bench migrate lint browsers clean
 

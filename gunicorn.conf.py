@@ -16,3 +16,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 # gunicorn's control socket lives at one fixed path per user; several servers on one machine
 # (tests, two instances) would fight over it, and the app does not use it.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Background duties of a server process: bring the live tracker back if it should run."""
+    from modules.jobs.live_tracker import start_supervisor
+
+    start_supervisor(worker.wsgi)

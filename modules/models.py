@@ -120,3 +120,11 @@ class Job(db.Model):
                 "finished_at": utc_iso(self.finished_at),
                 "duration_seconds": round(self.finished_at - self.started_at, 3)
                 if self.finished_at and self.started_at else None}
+
+
+class Preference(db.Model):
+    """A setting changed from the app's pages (tracker interval, tracker on/off, ...)."""
+    __tablename__ = "preferences"
+    key = sa.Column(sa.String(128), primary_key=True)
+    value = sa.Column(sa.JSON)
+    updated_at = sa.Column(sa.Float, nullable=False, default=time.time, onupdate=time.time)

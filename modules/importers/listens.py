@@ -73,8 +73,9 @@ def write_plays(conn, plays, source, job_id=None):
         artist_id = artist_ids[(akey,)]
         if p.album:
             bkey = name_key(p.album)
-            album_rows.setdefault((artist_id, bkey), {"artist_id": artist_id, "title": p.album,
-                                                      "title_key": bkey, "needs_enrichment": True})
+            album_rows.setdefault((artist_id, bkey), {"artist_id": artist_id, "title": p.album, "title_key": bkey,
+                                                      "needs_enrichment": True,
+                                                      "image_url": getattr(p, "image_url", None)})
         track_rows.setdefault((artist_id, tkey), {"artist_id": artist_id, "title": p.title, "title_key": tkey})
     album_ids, result.new_albums = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows)
     track_ids, _ = _ensure(conn, tracks_t, ["artist_id", "title_key"], track_rows)

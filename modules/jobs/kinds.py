@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..importers import diagnostics, uploads
+from ..importers import diagnostics, lastfm_history, lastfm_tracker, uploads
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,10 @@ class JobKind:
 KINDS = {
     "upload_import": JobKind("upload_import", "Import uploaded files", uploads.import_uploaded_files,
                              uploads.STEPS, "/journal"),
+    "lastfm_history": JobKind("lastfm_history", "Last.fm history import", lastfm_history.import_lastfm_history,
+                              lastfm_history.STEPS, "/journal"),
+    "lastfm_tracker": JobKind("lastfm_tracker", "Live tracker", lastfm_tracker.follow_new_listens,
+                              lastfm_tracker.STEPS, None),
     "progress_check": JobKind("progress_check", "Live progress check", diagnostics.run_progress_check,
                               diagnostics.STEPS, None),
 }

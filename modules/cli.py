@@ -1,0 +1,54 @@
+"""Command-line helpers: `flask lastfm import` runs the history import in this process."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .jobs import JobAlreadyRunning, start_job
+from .sources import lastfm
+
+lastfm_cli = AppGroup("lastfm", help="Last.fm history.")
+
+
+@lastfm_cli.command("import")
+@click.argument("limit", required=False, type=click.IntRange(min=1))
+@click.option("--no-skip-existing", is_flag=True,
+              help="Re-read the whole history instead of only what is newer than the newest stored listen.")
+def import_command(limit, no_skip_existing):
+    """Import the Last.fm history in this process, with a live progress line."""
+    sillon = current_app.extensions["sillon"]
+    problem = lastfm.check_credentials(sillon["settings"])
+    if problem:
+        raise click.ClickException(problem)
+    try:
+        job_id = start_job("lastfm_history", {"limit": limit, "skip_existing": not no_skip_existing,
+                                              "incremental": not no_skip_existing})
+    except JobAlreadyRunning as exc:
+        raise click.ClickException(f"A Last.fm import is already running (job {exc.job_id}).") from None
+    store, runner = sillon["progress_store"], sillon["runner"]
+    started = time.monotonic()
+    snap = {}
+    while True:
+        runner.join(job_id, timeout=0.5)
+        snap = store.get(job_id) or snap
+        c = snap.get("counters", {})
+        click.echo(f"\r{snap.get('overall_progress', 0):5.1f}%  batch {c.get('batches', 0)}/{c.get('total_batches', 0)}"
+                   f"  imported {c.get('imported', 0):,}  skipped {c.get('skipped', 0):,}  errors {c.get('errors', 0):,}"
+                   f"  {snap.get('message', '')[:50]:<50}", nl=False)
+        if job_id not in runner.threads:
+            break
+    click.echo()
+    result = snap.get("result") or {}
+    click.echo(f"{snap.get('status')}: {snap.get('message')}")
+    click.echo(f"  duration {time.monotonic() - started:.1f} s; albums to enrich {result.get('albums_to_enrich', 0):,}; "
+               f"total scrobbles {result.get('total_scrobbles', 0):,}")
+    if snap.get("status") != "completed":
+        sys.exit(1)
+
+
+def init_app(app):
+    app.cli.add_command(lastfm_cli)

@@ -1,0 +1,94 @@
+"""The live tracker: a long job that asks Last.fm for new listens every few minutes.
+
+Each poll asks for what is newer than the newest stored listen, so listens made while the tracker
+was stopped are caught up and nothing is stored twice. The listen playing now is shown, never
+stored. Being a job, it runs once across every process (one job of a kind at a time), beats like
+any job, and stops through cancellation.
+"""
+from __future__ import annotations
+
+import time
+
+from .. import preferences
+from ..db import db
+from ..sources import lastfm
+from .lastfm_history import LastfmUnavailable, PageFetcher, _newest_history_listen, _save_page
+
+STEPS = (("connect", "Connect to Last.fm", 0.1), ("follow", "Follow new listens", 1.0))
+MIN_INTERVAL = 10
+ENABLED_KEY = "tracker.enabled"
+INTERVAL_KEY = "tracker.interval_seconds"
+MAX_CATCH_UP_PAGES = 50  # a poll after a long stop fetches at most 10,000 listens; the next continues
+
+
+def interval_seconds(settings):
+    """The interval chosen on the settings page, else the configured one; never under 10 s."""
+    try:
+        chosen = preferences.get(INTERVAL_KEY)
+    finally:
+        db.session.remove()
+    return max(MIN_INTERVAL, int(chosen or settings["TRACKER_INTERVAL_SECONDS"]))
+
+
+def follow_new_listens(ctx):
+    tracker, s = ctx.tracker, ctx.settings
+    for name in ("imported", "skipped", "polls"):
+        tracker.incr(name, 0)
+    tracker.start_step("connect", "Checking the Last.fm settings")
+    network = lastfm.make_network(s)
+    tracker.complete_step("connect", s["LASTFM_USERNAME"])
+    tracker.start_step("follow", "Waiting for the first poll")
+    state = {"imported": 0, "skipped": 0, "new_albums": 0, "batches": 0, "next_page": 0,
+             **{k: v for k, v in ctx.checkpoint.items() if k in ("imported", "skipped", "new_albums")}}
+    state.update(last_error=None, now_playing=None)
+    while True:
+        _poll(ctx, network, state)
+        wait = interval_seconds(s)
+        state["next_poll_at"] = time.time() + wait
+        _record(ctx, state)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            ctx.check()  # cancellation (stop) is noticed within half a second
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+
+def _poll(ctx, network, state):
+    tracker = ctx.tracker
+    window = {"from": _newest_history_listen(), "to": None}
+    fetcher = PageFetcher(network, ctx.settings["LASTFM_USERNAME"], ctx, window)
+    fetcher.max_attempts = 1  # a failed poll is simply tried again at the next interval
+    state["last_poll_at"] = time.time()
+    tracker.incr("polls")
+    try:
+        first = fetcher.fetch(1)
+        pages = [first] + [fetcher.fetch(p) for p in range(2, min(first.total_pages, MAX_CATCH_UP_PAGES) + 1)]
+    except LastfmUnavailable as exc:
+        state["last_error"] = exc.cause
+        tracker.set_message(f"Last poll failed ({exc.cause}); trying again at the next interval")
+        return
+    finally:
+        fetcher.stopped = True
+    now_playing = first.now_playing
+    state["now_playing"] = _describe(now_playing) if now_playing else None
+    before = state["imported"]
+    for page in reversed(pages):  # oldest first, like the history import
+        _save_page(ctx, state, sorted(page.scrobbles, key=lambda p: p.played_at), page.page)
+    newest = max((p for page in pages for p in page.scrobbles), key=lambda p: p.played_at, default=None)
+    if newest is not None:
+        state["last_track"] = {**_describe(newest), "played_at": newest.played_at}
+    state["last_error"] = None
+    added = state["imported"] - before
+    playing = f"; now playing {now_playing.artist} — {now_playing.title}" if now_playing else ""
+    tracker.set_message(f"Last poll at {time.strftime('%H:%M:%S', time.gmtime(state['last_poll_at']))} UTC: "
+                        f"{added} new listen{'s' if added != 1 else ''}{playing}")
+
+
+def _describe(scrobble):
+    return {"artist": scrobble.artist, "title": scrobble.title, "album": scrobble.album,
+            "image_url": scrobble.image_url}
+
+
+def _record(ctx, state):
+    with db.engine.begin() as conn:
+        ctx.save_checkpoint(conn, {k: v for k, v in state.items() if k != "next_page"})
+

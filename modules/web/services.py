@@ -1,0 +1,119 @@
+"""/api/v1/services: Last.fm history import and the live tracker, as people's scripts call them."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import preferences
+from ..db import db
+from ..importers.lastfm_tracker import INTERVAL_KEY, MIN_INTERVAL
+from ..jobs import JobAlreadyRunning, start_job
+from ..jobs.live_tracker import start_tracker, stop_tracker, tracker_status
+from ..models import Job
+from ..sources import lastfm
+from .api import error, job_links
+from .listens_query import parse_time
+
+bp = Blueprint("services", __name__, url_prefix="/api/v1/services")
+
+
+def _settings():
+    return current_app.extensions["sillon"]["settings"]
+
+
+def _flag(name, default):
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false")
+
+
+def check_lastfm():
+    return lastfm.check_credentials(_settings())
+
+
+@bp.post("/lastfm/import-history")
+def lastfm_import_history():
+    try:
+        limit = request.args.get("limit", type=int)
+        if "limit" in request.args and (limit is None or limit < 1):
+            raise ValueError("limit must be a whole number above 0")
+        skip_existing = _flag("skip_existing", True)
+        incremental = _flag("incremental", skip_existing)
+        time_from = parse_time(request.args.get("from"))
+        time_to = parse_time(request.args.get("to"), end=True)
+    except ValueError as exc:
+        return error(400, str(exc))
+    problem = check_lastfm()
+    if problem:
+        return error(400, problem)
+    params = {"limit": limit, "skip_existing": skip_existing, "incremental": incremental,
+              "from": time_from, "to": time_to}
+    try:
+        job_id = start_job("lastfm_history", params)
+    except JobAlreadyRunning as exc:
+        return error(409, "A Last.fm import is already running.", **job_links(exc.job_id))
+    return jsonify(job_links(job_id)), 202
+
+
+@bp.get("/lastfm/import/progress")
+def lastfm_import_progress():
+    """The latest Last.fm import in the shape older scripts read."""
+    job = db.session.execute(sa.select(Job).where(Job.kind == "lastfm_history")
+                             .order_by(Job.created_at.desc()).limit(1)).scalar()
+    if job is None:
+        return jsonify({"status": "idle", "current_batch": 0, "total_batches": 0, "imported": 0, "skipped": 0,
+                        "errors": 0, "total_scrobbles": 0})
+    snap = current_app.extensions["sillon"]["progress_store"].get(job.id) or {}
+    counters = snap.get("counters", {})
+    status = {"queued": "starting", "running": "running", "completed": "completed"}.get(snap.get("status"), "error")
+    if status == "running" and snap.get("current_step") in ("connect", "count"):
+        status = "starting"
+    checkpoint = job.checkpoint or {}
+    return jsonify({"job_id": job.id, "status": status, "current_batch": counters.get("batches", 0),
+                    "total_batches": counters.get("total_batches", 0), "imported": counters.get("imported", 0),
+                    "skipped": counters.get("skipped", 0), "errors": counters.get("errors", 0),
+                    "total_scrobbles": checkpoint.get("playcount", 0), "message": snap.get("message")})
+
+
+@bp.post("/lastfm/check")
+def lastfm_check():
+    problem = check_lastfm()
+    if problem:
+        return error(400, problem)
+    return jsonify({"ok": True, "message": f"Last.fm answers for {_settings()['LASTFM_USERNAME']}."})
+
+
+@bp.get("/tracker/status")
+def tracker_get_status():
+    return jsonify(tracker_status())
+
+
+@bp.post("/tracker/start")
+def tracker_start():
+    problem = check_lastfm()
+    if problem:
+        return error(400, problem)
+    job_id, started = start_tracker()
+    return jsonify({**tracker_status(), **job_links(job_id)}), 202 if started else 200
+
+
+@bp.post("/tracker/stop")
+def tracker_stop():
+    stop_tracker()
+    return jsonify(tracker_status())
+
+
+@bp.post("/tracker/interval")
+def tracker_interval():
+    value = request.args.get("seconds", type=int)
+    if value is None and request.is_json:
+        value = (request.get_json(silent=True) or {}).get("seconds")
+    if not isinstance(value, int) or value < MIN_INTERVAL:
+        return error(400, f"seconds must be a whole number of at least {MIN_INTERVAL}")
+    preferences.put(INTERVAL_KEY, value)
+    return jsonify(tracker_status())
