@@ -28,7 +28,8 @@ def test_listens_newest_first_with_pages(loaded):
     assert body["total"] == 5 and body["page"] == 1 and body["page_size"] == 2
     assert [i["title"] for i in body["items"]] == ["The Creator Has a Master Plan", "Shiva-Loka"]
     assert body["items"][0] == {"played_at": "2021-02-15T12:00:00Z", "artist": "Pharoah Sanders",
-                                "album": "Karma", "title": "The Creator Has a Master Plan", "source": "lastfm_csv"}
+                                "album": "Karma", "title": "The Creator Has a Master Plan", "source": "lastfm_csv",
+                                "album_image_url": None}
     page3 = loaded.get("/api/v1/listens?page=3&page_size=2").get_json()
     assert [i["title"] for i in page3["items"]] == ["Sinnerman"]
     assert loaded.get("/api/v1/listens?page=9").get_json()["items"] == []

@@ -239,7 +239,7 @@ def test_upload_is_followed_live_then_lands_on_the_journal(server_factory, page,
     page.goto(server.url + "/settings")
     page.locator("input#files").set_input_files(str(big_csv))
     started = time.monotonic()
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     page.wait_for_url(re.compile(r"/progress/[0-9a-f]+$"))
     progress_path = urlpath(page.url)
     job_id = progress_path.rsplit("/", 1)[-1]
@@ -297,7 +297,7 @@ def test_a_file_that_is_not_an_export_shows_the_error_and_stays(server_factory, 
                      "Ask Sam about that record shop. Call it a night.\n", encoding="utf-8")
     page.goto(server.url + "/settings")
     page.locator("input#files").set_input_files(str(notes))
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     page.wait_for_url(re.compile(r"/progress/[0-9a-f]+$"))
     progress_path = urlpath(page.url)
     wait_ready(page)

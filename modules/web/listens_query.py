@@ -59,14 +59,16 @@ def _filtered(query, start=None, end=None, artist=None):
 
 
 def _select():
-    return (sa.select(Listen.id, Listen.played_at, Artist.name, Album.title, Track.title, Listen.source)
+    return (sa.select(Listen.id, Listen.played_at, Artist.name, Album.title, Track.title, Listen.source,
+                      Album.image_url)
             .join(Artist, Artist.id == Listen.artist_id)
             .join(Track, Track.id == Listen.track_id)
             .outerjoin(Album, Album.id == Listen.album_id))
 
 
 def _item(row):
-    return {"played_at": utc_iso(row[1]), "artist": row[2], "album": row[3], "title": row[4], "source": row[5]}
+    return {"played_at": utc_iso(row[1]), "artist": row[2], "album": row[3], "title": row[4], "source": row[5],
+            "album_image_url": row[6]}
 
 
 def page(page=1, page_size=50, start=None, end=None, artist=None):

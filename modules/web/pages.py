@@ -9,8 +9,10 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 
 from ..db import db
 from ..jobs import JobAlreadyRunning, job_snapshot
+from ..jobs.live_tracker import tracker_status
 from ..models import Job
-from . import listens_query
+from ..sources import lastfm
+from . import listens_query, timeline
 from .uploads import UploadRejected, start_upload_import
 
 bp = Blueprint("pages", __name__)
@@ -33,7 +35,16 @@ def progress(job_id):
 @bp.get("/journal")
 def journal():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    total, items = listens_query.page(page=page, page_size=JOURNAL_PAGE_SIZE)
+    filters = {k: (request.args.get(k) or "").strip() for k in ("from", "to", "artist")}
+    try:
+        start = listens_query.parse_time(filters["from"])
+        end = listens_query.parse_time(filters["to"], end=True)
+        error = None
+    except ValueError as exc:
+        start = end = None
+        error = str(exc)
+    total, items = listens_query.page(page=page, page_size=JOURNAL_PAGE_SIZE, start=start, end=end,
+                                      artist=filters["artist"] or None)
     days = []
     for item in items:
         moment = datetime.fromisoformat(item["played_at"].replace("Z", "+00:00")).astimezone(UTC)
@@ -42,12 +53,40 @@ def journal():
             days.append({"day": day, "listens": []})
         days[-1]["listens"].append({**item, "time": moment.strftime("%H:%M")})
     pages = max(1, math.ceil(total / JOURNAL_PAGE_SIZE))
-    return render_template("journal.html", days=days, total=total, page=page, pages=pages)
+    filtered = any(filters.values())
+    return render_template("journal.html", days=days, total=total, page=page, pages=pages, filters=filters,
+                           filtered=filtered, error=error,
+                           page_args={k: v for k, v in filters.items() if v})
+
+
+@bp.get("/timeline")
+def timeline_page():
+    unit = request.args.get("unit", "month")
+    if unit not in timeline.UNITS:
+        unit = "month"
+    points = timeline.series(unit)
+    if unit == "day":
+        points = points[-120:]  # the last four months with listens: a readable chart
+    elif unit == "week":
+        points = points[-104:]
+    peak = max((n for _, n in points), default=0)
+    bars = [{"label": timeline.label(d, unit), "date": d.isoformat(), "count": n,
+             "height": (n / peak * 100) if peak else 0} for d, n in points]
+    return render_template("timeline.html", unit=unit, bars=bars, peak=peak, total=sum(n for _, n in points))
+
+
+def _settings_context(error=None):
+    settings = current_app.extensions["sillon"]["settings"]
+    running = db.session.execute(sa.select(Job.id).where(Job.active_kind == "lastfm_history")).scalar()
+    return {"error": error, "max_mb": settings["MAX_UPLOAD_MB"],
+            "lastfm_missing": lastfm.missing_settings(settings), "lastfm_user": settings["LASTFM_USERNAME"],
+            "lastfm_running": job_snapshot(running) if running else None,
+            "tracker": tracker_status()}
 
 
 @bp.get("/settings")
 def settings():
-    return render_template("settings.html", error=None, max_mb=current_app.extensions["sillon"]["settings"]["MAX_UPLOAD_MB"])
+    return render_template("settings.html", **_settings_context())
 
 
 @bp.post("/settings/upload")
@@ -55,8 +94,7 @@ def settings_upload():
     try:
         job_id = start_upload_import(request.files.getlist("files"))
     except UploadRejected as exc:
-        return render_template("settings.html", error=str(exc),
-                               max_mb=current_app.extensions["sillon"]["settings"]["MAX_UPLOAD_MB"]), 400
+        return render_template("settings.html", **_settings_context(str(exc))), 400
     except JobAlreadyRunning as exc:
         return redirect(url_for("pages.progress", job_id=exc.job_id), 303)
     return redirect(url_for("pages.progress", job_id=job_id), 303)

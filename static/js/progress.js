@@ -1,180 +1,196 @@
 // Live progress page: renders a job snapshot, follows it over Server-Sent Events, falls back to
 // polling the JSON snapshot every second, and moves on to the result when the job succeeds.
 // Everything from the server is inserted with textContent, never as HTML.
-(function () {
+window.SillonProgress = (function () {
   "use strict";
-  var root = document.getElementById("progress");
-  if (!root) return;
-
   var FINAL = { completed: 1, error: 1, cancelled: 1, interrupted: 1 };
-  var ICONS = { pending: "○", in_progress: "◐", completed: "✓", error: "✗", skipped: "–" };
-  var urls = {
-    events: root.dataset.eventsUrl, status: root.dataset.statusUrl,
-    cancel: root.dataset.cancelUrl, resume: root.dataset.resumeUrl
-  };
-  var $ = function (id) { return document.getElementById(id); };
-  var lastVersion = -1;
-  var sawRunning = false;
-  var source = null;
-  var pollTimer = null;
-  var streamErrors = 0;
 
-  function fmtDuration(seconds) {
-    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
-    seconds = Math.max(0, Math.round(seconds));
-    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
-    return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
-  }
+  // Follow one job inside `root`: any element holding data-part="bar", "bar-fill", "status-text",
+  // "stat-*", "counters", "steps", "errors-box", "errors", "errors-note", "cancel-button",
+  // "resume-button" or "result-link" is kept up to date; missing parts are simply skipped.
+  // opts.redirect (default true) moves to the result when a job seen running completes.
+  function mount(root, initial, opts) {
+    opts = opts || {};
 
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = text;
-    return node;
-  }
-
-  function renderStep(step, tag) {
-    var li = el(tag || "li", "step step-" + step.status);
-    li.dataset.stepId = step.id;
-    var head = el("div", "step-head");
-    var icon = el("span", "icon", ICONS[step.status] || "○");
-    icon.setAttribute("aria-hidden", "true");
-    head.appendChild(icon);
-    head.appendChild(el("span", "step-name", step.name));
-    head.appendChild(el("span", "step-status visually-hidden", step.status.replace("_", " ")));
-    var pct = el("span", "step-pct", Math.round(step.progress) + "%");
-    head.appendChild(pct);
-    li.appendChild(head);
-    var extra = step.message || "";
-    if (step.total) extra = (extra ? extra + " · " : "") + step.done.toLocaleString() + " / " + step.total.toLocaleString();
-    if (extra) li.appendChild(el("div", "step-message", extra));
-    if (step.substeps && step.substeps.length) {
-      var ul = el("ul", "substeps");
-      step.substeps.forEach(function (sub) { ul.appendChild(renderStep(sub, "li")); });
-      li.appendChild(ul);
-    }
-    return li;
-  }
-
-  function render(s) {
-    if (!s || s.version < lastVersion) return;
-    lastVersion = s.version;
-    if (s.status === "running" || s.status === "queued") sawRunning = true;
-    var pct = Math.max(0, Math.min(100, s.overall_progress || 0));
-    $("bar-fill").style.width = pct + "%";
-    var bar = $("bar");
-    bar.setAttribute("aria-valuenow", String(Math.round(pct)));
-    bar.setAttribute("aria-valuetext", Math.round(pct) + "% " + (s.message || s.status));
-    root.dataset.status = s.status;
-    $("status-text").textContent = s.message || s.status;
-    $("stat-status").textContent = s.status;
-    $("stat-done").textContent = pct.toFixed(1) + "%" +
-      (s.total ? " (" + s.done.toLocaleString() + " / " + s.total.toLocaleString() + ")" : "");
-    $("stat-elapsed").textContent = fmtDuration(s.elapsed_time);
-    $("stat-rate").textContent = s.rate ? s.rate.toLocaleString(undefined, { maximumFractionDigits: 1 }) + " /s" : "–";
-    $("stat-eta").textContent = s.status === "running" ? fmtDuration(s.eta_seconds) : "–";
-
-    var counters = $("counters");
-    counters.textContent = "";
-    Object.keys(s.counters || {}).forEach(function (name) {
-      var div = el("div", "counter counter-" + name);
-      div.appendChild(el("dt", null, name));
-      var dd = el("dd", null, (s.counters[name] || 0).toLocaleString());
-      dd.dataset.counter = name;
-      div.appendChild(dd);
-      counters.appendChild(div);
-    });
-
-    var steps = $("steps");
-    steps.textContent = "";
-    (s.steps || []).forEach(function (step) { steps.appendChild(renderStep(step)); });
-
-    var errs = s.errors_sample || [];
-    $("errors-box").hidden = errs.length === 0;
-    var list = $("errors");
-    list.textContent = "";
-    errs.forEach(function (e) {
-      var where = [e.file, e.line ? "line " + e.line : null].filter(Boolean).join(", ");
-      list.appendChild(el("li", null, (where ? where + ": " : "") + e.message));
-    });
-    $("errors-note").textContent = (s.errors_total || errs.length) > errs.length
-      ? "Showing " + errs.length + " of " + s.errors_total.toLocaleString() + "." : "";
-
-    var final = !!FINAL[s.status];
-    $("cancel-button").hidden = final;
-    $("resume-button").hidden = !(s.status === "interrupted" || s.status === "error" || s.status === "cancelled");
-    if (final) finish(s);
-  }
-
-  function finish(s) {
-    stopFollowing();
-    var link = $("result-link");
-    if (s.redirect_url) { link.href = s.redirect_url; link.hidden = false; }
-    if (s.status === "completed" && s.redirect_url && sawRunning) {
-      // Give people a moment to see the final state, then go to the result.
-      setTimeout(function () { window.location.assign(s.redirect_url); }, 600);
-    }
-  }
-
-  function stopFollowing() {
-    if (source) { source.close(); source = null; }
-    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
-  }
-
-  function poll() {
-    fetch(urls.status, { headers: { Accept: "application/json" }, cache: "no-store" })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (s) { if (s) render(s); })
-      .catch(function () { /* try again next second */ });
-  }
-
-  function startPolling() {
-    if (source) { source.close(); source = null; }
-    if (!pollTimer) { root.dataset.transport = "polling"; poll(); pollTimer = setInterval(poll, 1000); }
-  }
-
-  function follow() {
-    if (!window.EventSource || root.dataset.forcePolling) return startPolling();
-    source = new EventSource(urls.events);
-    root.dataset.transport = "sse";
-    source.addEventListener("progress", function (e) { streamErrors = 0; render(JSON.parse(e.data)); });
-    source.addEventListener("done", function (e) {
-      var d = JSON.parse(e.data);
-      if (source) { source.close(); source = null; }
-      // The last progress event carried the final snapshot; fetch it in case it was missed.
-      if (d.version > lastVersion) poll(); else if (!FINAL[root.dataset.status]) poll();
-    });
-    source.onerror = function () {
-      streamErrors += 1;
-      // EventSource reconnects by itself (sending Last-Event-ID); after repeated failures, poll.
-      if (streamErrors >= 3 || (source && source.readyState === EventSource.CLOSED)) startPolling();
+    var ICONS = { pending: "○", in_progress: "◐", completed: "✓", error: "✗", skipped: "–" };
+    var urls = {
+      events: root.dataset.eventsUrl, status: root.dataset.statusUrl,
+      cancel: root.dataset.cancelUrl, resume: root.dataset.resumeUrl
     };
+    var dummy = document.createElement("div");
+    var $ = function (part) { return root.querySelector('[data-part="' + part + '"]') || dummy; };
+    var lastVersion = -1;
+    var sawRunning = false;
+    var source = null;
+    var pollTimer = null;
+    var streamErrors = 0;
+
+    function fmtDuration(seconds) {
+      if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+      seconds = Math.max(0, Math.round(seconds));
+      var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+      return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
+    }
+
+    function el(tag, cls, text) {
+      var node = document.createElement(tag);
+      if (cls) node.className = cls;
+      if (text !== undefined && text !== null) node.textContent = text;
+      return node;
+    }
+
+    function renderStep(step, tag) {
+      var li = el(tag || "li", "step step-" + step.status);
+      li.dataset.stepId = step.id;
+      var head = el("div", "step-head");
+      var icon = el("span", "icon", ICONS[step.status] || "○");
+      icon.setAttribute("aria-hidden", "true");
+      head.appendChild(icon);
+      head.appendChild(el("span", "step-name", step.name));
+      head.appendChild(el("span", "step-status visually-hidden", step.status.replace("_", " ")));
+      var pct = el("span", "step-pct", Math.round(step.progress) + "%");
+      head.appendChild(pct);
+      li.appendChild(head);
+      var extra = step.message || "";
+      if (step.total) extra = (extra ? extra + " · " : "") + step.done.toLocaleString() + " / " + step.total.toLocaleString();
+      if (extra) li.appendChild(el("div", "step-message", extra));
+      if (step.substeps && step.substeps.length) {
+        var ul = el("ul", "substeps");
+        step.substeps.forEach(function (sub) { ul.appendChild(renderStep(sub, "li")); });
+        li.appendChild(ul);
+      }
+      return li;
+    }
+
+    function render(s) {
+      if (!s || s.version < lastVersion) return;
+      lastVersion = s.version;
+      if (s.status === "running" || s.status === "queued") sawRunning = true;
+      var pct = Math.max(0, Math.min(100, s.overall_progress || 0));
+      $("bar-fill").style.width = pct + "%";
+      var bar = $("bar");
+      bar.setAttribute("aria-valuenow", String(Math.round(pct)));
+      bar.setAttribute("aria-valuetext", Math.round(pct) + "% " + (s.message || s.status));
+      root.dataset.status = s.status;
+      $("status-text").textContent = s.message || s.status;
+      $("stat-status").textContent = s.status;
+      $("stat-done").textContent = pct.toFixed(1) + "%" +
+        (s.total ? " (" + s.done.toLocaleString() + " / " + s.total.toLocaleString() + ")" : "");
+      $("stat-elapsed").textContent = fmtDuration(s.elapsed_time);
+      $("stat-rate").textContent = s.rate ? s.rate.toLocaleString(undefined, { maximumFractionDigits: 1 }) + " /s" : "–";
+      $("stat-eta").textContent = s.status === "running" ? fmtDuration(s.eta_seconds) : "–";
+
+      var counters = $("counters");
+      counters.textContent = "";
+      Object.keys(s.counters || {}).forEach(function (name) {
+        var div = el("div", "counter counter-" + name);
+        div.appendChild(el("dt", null, name));
+        var dd = el("dd", null, (s.counters[name] || 0).toLocaleString());
+        dd.dataset.counter = name;
+        div.appendChild(dd);
+        counters.appendChild(div);
+      });
+
+      var steps = $("steps");
+      steps.textContent = "";
+      (s.steps || []).forEach(function (step) { steps.appendChild(renderStep(step)); });
+
+      var errs = s.errors_sample || [];
+      $("errors-box").hidden = errs.length === 0;
+      var list = $("errors");
+      list.textContent = "";
+      errs.forEach(function (e) {
+        var where = [e.file, e.line ? "line " + e.line : null].filter(Boolean).join(", ");
+        list.appendChild(el("li", null, (where ? where + ": " : "") + e.message));
+      });
+      $("errors-note").textContent = (s.errors_total || errs.length) > errs.length
+        ? "Showing " + errs.length + " of " + s.errors_total.toLocaleString() + "." : "";
+
+      var final = !!FINAL[s.status];
+      $("cancel-button").hidden = final;
+      $("resume-button").hidden = !(s.status === "interrupted" || s.status === "error" || s.status === "cancelled");
+      if (final) finish(s);
+    }
+
+    function finish(s) {
+      stopFollowing();
+      var link = $("result-link");
+      if (s.redirect_url) { link.href = s.redirect_url; link.hidden = false; }
+      if (opts.onFinish) opts.onFinish(s);
+      if (s.status === "completed" && s.redirect_url && sawRunning && opts.redirect !== false) {
+        // Give people a moment to see the final state, then go to the result.
+        setTimeout(function () { window.location.assign(s.redirect_url); }, 600);
+      }
+    }
+
+    function stopFollowing() {
+      if (source) { source.close(); source = null; }
+      if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    }
+
+    function poll() {
+      fetch(urls.status, { headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) { if (s) render(s); })
+        .catch(function () { /* try again next second */ });
+    }
+
+    function startPolling() {
+      if (source) { source.close(); source = null; }
+      if (!pollTimer) { root.dataset.transport = "polling"; poll(); pollTimer = setInterval(poll, 1000); }
+    }
+
+    function follow() {
+      if (!window.EventSource || root.dataset.forcePolling) return startPolling();
+      source = new EventSource(urls.events);
+      root.dataset.transport = "sse";
+      source.addEventListener("progress", function (e) { streamErrors = 0; render(JSON.parse(e.data)); });
+      source.addEventListener("done", function (e) {
+        var d = JSON.parse(e.data);
+        if (source) { source.close(); source = null; }
+        // The last progress event carried the final snapshot; fetch it in case it was missed.
+        if (d.version > lastVersion) poll(); else if (!FINAL[root.dataset.status]) poll();
+      });
+      source.onerror = function () {
+        streamErrors += 1;
+        // EventSource reconnects by itself (sending Last-Event-ID); after repeated failures, poll.
+        if (streamErrors >= 3 || (source && source.readyState === EventSource.CLOSED)) startPolling();
+      };
+    }
+
+    function post(url) {
+      return fetch(url, { method: "POST", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); });
+    }
+
+    $("cancel-button").addEventListener("click", function () {
+      var btn = this;
+      btn.disabled = true;
+      $("status-text").textContent = "Cancelling…";
+      post(urls.cancel).catch(function () { btn.disabled = false; });
+    });
+
+    $("resume-button").addEventListener("click", function () {
+      var btn = this;
+      btn.disabled = true;
+      post(urls.resume).then(function (r) {
+        btn.disabled = false;
+        if (!r.ok) { $("status-text").textContent = r.body.error || "Could not resume"; return; }
+        btn.hidden = true;
+        follow();
+      }).catch(function () { btn.disabled = false; });
+    });
+
+    render(initial);
+    if (!FINAL[initial.status]) follow();
+    return { stop: stopFollowing };
   }
 
-  function post(url) {
-    return fetch(url, { method: "POST", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); });
-  }
+  return { mount: mount, FINAL: FINAL };
+})();
 
-  $("cancel-button").addEventListener("click", function () {
-    var btn = this;
-    btn.disabled = true;
-    $("status-text").textContent = "Cancelling…";
-    post(urls.cancel).catch(function () { btn.disabled = false; });
-  });
-
-  $("resume-button").addEventListener("click", function () {
-    var btn = this;
-    btn.disabled = true;
-    post(urls.resume).then(function (r) {
-      btn.disabled = false;
-      if (!r.ok) { $("status-text").textContent = r.body.error || "Could not resume"; return; }
-      btn.hidden = true;
-      follow();
-    }).catch(function () { btn.disabled = false; });
-  });
-
-  var initial = JSON.parse($("initial-snapshot").textContent);
-  render(initial);
-  if (!FINAL[initial.status]) follow();
+(function () {
+  var root = document.getElementById("progress");
+  var data = document.getElementById("initial-snapshot");
+  if (root && data) window.SillonProgress.mount(root, JSON.parse(data.textContent), { redirect: true });
 })();
