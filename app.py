@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import config as config_module
+from modules import cli as cli_module
 from modules import db as db_module
 from modules.jobs import make_runner, reap_stale_jobs
 from modules.progress import make_store
@@ -45,6 +46,7 @@ def create_app(config=None):
                               if settings["PROGRESS_STORE"] == "database" else {}))
     app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner("thread")}
     init_web(app)
+    cli_module.init_app(app)
     with app.app_context():
         try:
             reap_stale_jobs()  # jobs whose process died while this one was down
