@@ -79,12 +79,12 @@ def resume_job(job_id):
         raise JobNotFound(job_id)
     if job.status not in (INTERRUPTED, ERROR, CANCELLED):
         raise JobNotResumable(f"job {job_id} is {job.status}; only interrupted, failed or cancelled jobs resume")
-    updated = db.session.execute(
-        sa.update(Job).where(Job.id == job_id, Job.status == job.status)
-        .values(status=QUEUED, active_kind=job.kind, cancel_requested=False, owner=_owner(),
-                heartbeat_at=time.time(), finished_at=None, message=None)
-        .execution_options(synchronize_session=False))
-    try:
+    try:  # SQLite reports the unique active_kind at the statement, PostgreSQL at commit
+        updated = db.session.execute(
+            sa.update(Job).where(Job.id == job_id, Job.status == job.status)
+            .values(status=QUEUED, active_kind=job.kind, cancel_requested=False, owner=_owner(),
+                    heartbeat_at=time.time(), finished_at=None, message=None)
+            .execution_options(synchronize_session=False))
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -220,7 +220,11 @@ def _pid_alive(pid):
         return False
     except PermissionError:
         return True
-    return True
+    try:  # killed but not yet reaped by its parent: a zombie runs nothing
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def job_snapshot(job_id):

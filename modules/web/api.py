@@ -73,7 +73,7 @@ def job_resume(job_id):
     except JobNotResumable as exc:
         return error(409, str(exc))
     except JobAlreadyRunning as exc:
-        return error(409, str(exc), job_id=exc.job_id, **job_links(exc.job_id))
+        return error(409, str(exc), **job_links(exc.job_id))
     return jsonify(job_links(job_id)), 202
 
 
