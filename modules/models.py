@@ -25,6 +25,8 @@ class Artist(db.Model):
     name = sa.Column(sa.String(512), nullable=False)
     name_key = sa.Column(sa.String(512), nullable=False, unique=True)
     image_url = sa.Column(sa.String(1024))
+    spotify_id = sa.Column(sa.String(64))
+    spotify_url = sa.Column(sa.String(1024))
     created_at = sa.Column(sa.Float, nullable=False, default=time.time)
 
 
@@ -36,7 +38,16 @@ class Album(db.Model):
     title = sa.Column(sa.String(512), nullable=False)
     title_key = sa.Column(sa.String(512), nullable=False)
     image_url = sa.Column(sa.String(1024))
+    image_source = sa.Column(sa.String(16))  # lastfm, discogs, spotify
+    spotify_id = sa.Column(sa.String(64))
+    spotify_url = sa.Column(sa.String(1024))
+    description = sa.Column(sa.Text)
+    description_model = sa.Column(sa.String(128))
+    description_language = sa.Column(sa.String(32))
+    description_edited = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
+    description_updated_at = sa.Column(sa.Float)
     needs_enrichment = sa.Column(sa.Boolean, nullable=False, default=True, server_default=sa.true())
+    enriched_at = sa.Column(sa.Float)
     created_at = sa.Column(sa.Float, nullable=False, default=time.time)
     artist = db.relationship(Artist, lazy="joined")
 
