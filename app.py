@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import config as config_module
+from modules import VERSION
 from modules import cli as cli_module
 from modules import db as db_module
 from modules.jobs import make_runner, reap_stale_jobs
@@ -15,7 +16,7 @@ from modules.progress import make_store
 from modules.web import init_app as init_web
 
 ROOT = Path(__file__).resolve().parent
-__version__ = "0.1.0"
+__version__ = VERSION
 log = logging.getLogger("sillon")
 
 

@@ -11,6 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
+
 def _bool(value):
     if isinstance(value, bool):
         return value
@@ -46,7 +47,10 @@ SETTINGS = {
     "LASTFM_MAX_ATTEMPTS": (None, 10, int, "Tries per request before an import stops with an error (resumable)"),
     "TRACKER_AUTOSTART": (None, True, _bool, "Start the live tracker again after a restart if it was running"),
     "DISCOGS_TOKEN": ("discogs.token", None, str, "Discogs personal access token"),
-    "DISCOGS_USERNAME": ("discogs.username", None, str, "Discogs user whose collection is synced"),
+    "DISCOGS_USERNAME": ("discogs.username", None, str, "Discogs user whose collection is synced (default: the token's own)"),
+    "DISCOGS_API_URL": (None, "https://api.discogs.com", str, "Discogs API URL (a compatible server, or a test emulator)"),
+    "DISCOGS_RETRY_BASE_SECONDS": (None, 2.0, float, "First wait after a Discogs rate limit or failure; doubles each try, at most 60 s"),
+    "DISCOGS_MAX_ATTEMPTS": (None, 8, int, "Tries per Discogs request before a sync stops with an error"),
     "SPOTIFY_CLIENT_ID": ("spotify.client_id", None, str, "Spotify app client id (images)"),
     "SPOTIFY_CLIENT_SECRET": ("spotify.client_secret", None, str, "Spotify app client secret"),
     "TRACKER_INTERVAL_SECONDS": ("tracker.interval_seconds", 120, int, "How often the live tracker asks for new listens"),

@@ -1,0 +1,3 @@
+"""Sillon's application code."""
+
+VERSION = "0.1.0"

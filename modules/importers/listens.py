@@ -95,3 +95,28 @@ def write_plays(conn, plays, source, job_id=None):
     result.imported = inserted
     result.skipped += len(listen_rows) - inserted
     return result
+
+
+def ensure_albums(conn, albums, image_source=None):
+    """Album ids for (artist, title, image_url) triples, creating missing artists and albums.
+
+    Returns ({(artist key, title key): album id}, albums created). An existing album is never
+    rewritten; a new one takes the image given.
+    """
+    artist_rows = {}
+    for artist, _title, _image in albums:
+        key = name_key(artist)
+        artist_rows.setdefault((key,), {"name": artist, "name_key": key})
+    artist_ids, _ = _ensure(conn, artists_t, ["name_key"], artist_rows)
+    album_rows = {}
+    for artist, title, image in albums:
+        artist_id = artist_ids[(name_key(artist),)]
+        album_rows.setdefault((artist_id, name_key(title)), {
+            "artist_id": artist_id, "title": title, "title_key": name_key(title), "needs_enrichment": True,
+            "image_url": image, "image_source": image_source if image else None})
+    album_ids, created = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows)
+    by_names = {}
+    for artist, title, _image in albums:
+        akey, tkey = name_key(artist), name_key(title)
+        by_names[(akey, tkey)] = album_ids[(artist_ids[(akey,)], tkey)]
+    return by_names, created

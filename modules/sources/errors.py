@@ -7,3 +7,12 @@ class SourceError(Exception):
 
 class UnrecognizedFile(SourceError):
     """The file is not in any format this importer reads; nothing was written."""
+
+
+class Retryable(Exception):
+    """A call that may succeed later (rate limit, 5xx, network); `wait` is the service's Retry-After."""
+
+    def __init__(self, why, wait=None):
+        super().__init__(why)
+        self.why = why
+        self.wait = wait

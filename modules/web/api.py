@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -11,8 +12,8 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 
 from ..db import db
 from ..jobs import JobAlreadyRunning, JobNotFound, JobNotResumable, cancel_job, job_snapshot, resume_job, start_job
-from ..models import Job
-from . import listens_query
+from ..models import Album, Job
+from . import collection_query, listens_query
 from .uploads import UploadRejected, start_upload_import
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -152,3 +153,37 @@ def _json_lines(rows):
     yield "\n]\n"
 
 
+
+
+@bp.get("/collection/albums")
+def collection_albums():
+    try:
+        page = int(request.args.get("page", 1))
+        page_size = int(request.args.get("page_size", 20))
+    except ValueError:
+        return error(400, "page and page_size must be whole numbers")
+    if page < 1 or not 1 <= page_size <= 500:
+        return error(400, "page must be 1 or more and page_size between 1 and 500")
+    decade = request.args.get("decade")
+    if decade and not decade.isdigit():
+        return error(400, "decade must be a year like 1970")
+    total, items, _ = collection_query.search(
+        q=request.args.get("q"), fmt=request.args.get("format"), genre=request.args.get("genre"), decade=decade,
+        sort=request.args.get("sort", "added"), page=page, page_size=page_size)
+    return jsonify({"total": total, "page": page, "page_size": page_size, "items": items})
+
+
+@bp.route("/albums/<int:album_id>/description", methods=["PUT", "POST"])
+def album_description(album_id):
+    """The person's own description: kept, and never overwritten by enrichment."""
+    body = request.get_json(silent=True) or request.form
+    text = (body.get("description") or "").strip()
+    album = db.session.get(Album, album_id)
+    if album is None:
+        return error(404, f"no album {album_id}")
+    album.description = text or None
+    album.description_edited = bool(text)
+    album.description_model = None
+    album.description_updated_at = time.time()
+    db.session.commit()
+    return jsonify({"id": album.id, "description": album.description, "description_edited": album.description_edited})

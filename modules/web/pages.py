@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -10,9 +11,9 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from ..db import db
 from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
-from ..models import Job
+from ..models import Album, CollectionItem, Job, utc_iso
 from ..sources import lastfm
-from . import listens_query, timeline
+from . import collection_query, listens_query, timeline
 from .uploads import UploadRejected, start_upload_import
 
 bp = Blueprint("pages", __name__)
@@ -104,3 +105,39 @@ def settings_upload():
 def jobs():
     rows = db.session.execute(sa.select(Job).order_by(Job.created_at.desc()).limit(200)).scalars().all()
     return render_template("jobs.html", jobs=[j.as_dict() for j in rows])
+
+
+@bp.get("/collection")
+def collection():
+    args = {k: (request.args.get(k) or "").strip() for k in ("q", "format", "genre", "decade", "sort")}
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    decade = args["decade"] if args["decade"].isdigit() else None
+    total, items, facets = collection_query.search(q=args["q"] or None, fmt=args["format"] or None,
+                                                   genre=args["genre"] or None, decade=decade,
+                                                   sort=args["sort"] or "added", page=page, page_size=48)
+    pages = max(1, math.ceil(total / 48))
+    owned = db.session.execute(sa.select(sa.func.count()).select_from(CollectionItem)).scalar()
+    return render_template("collection.html", items=items, total=total, owned=owned, page=page, pages=pages,
+                           facets=facets, args=args, sorts=list(collection_query.SORTS),
+                           page_args={k: v for k, v in args.items() if v})
+
+
+@bp.get("/albums/<int:album_id>")
+def album(album_id):
+    detail = collection_query.album_detail(album_id)
+    if detail is None:
+        abort(404)
+    listens = [{"played_at": utc_iso(p), "source": src} for p, src in detail["listens"]]
+    return render_template("album.html", **detail, listen_rows=listens)
+
+
+@bp.post("/albums/<int:album_id>/description")
+def album_description_form(album_id):
+    item = db.session.get(Album, album_id)
+    if item is None:
+        abort(404)
+    text = (request.form.get("description") or "").strip()
+    item.description, item.description_edited = (text or None), bool(text)
+    item.description_model, item.description_updated_at = None, time.time()
+    db.session.commit()
+    return redirect(url_for("pages.album", album_id=album_id), 303)

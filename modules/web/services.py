@@ -10,7 +10,7 @@ from ..importers.lastfm_tracker import INTERVAL_KEY, MIN_INTERVAL
 from ..jobs import JobAlreadyRunning, start_job
 from ..jobs.live_tracker import start_tracker, stop_tracker, tracker_status
 from ..models import Job
-from ..sources import lastfm
+from ..sources import discogs, lastfm
 from .api import error, job_links
 from .listens_query import parse_time
 
@@ -117,3 +117,36 @@ def tracker_interval():
         return error(400, f"seconds must be a whole number of at least {MIN_INTERVAL}")
     preferences.put(INTERVAL_KEY, value)
     return jsonify(tracker_status())
+
+
+@bp.post("/discogs/sync")
+def discogs_sync():
+    limit = request.args.get("limit", type=int)
+    if "limit" in request.args and (limit is None or limit < 1):
+        return error(400, "limit must be a whole number above 0")
+    missing = discogs.missing_settings(_settings())
+    if missing:
+        return error(400, "Discogs is not configured: DISCOGS_TOKEN is missing. Create a personal access token at "
+                          "https://www.discogs.com/settings/developers and set it in the environment or config.json.")
+    try:
+        job_id = start_job("discogs_sync", {"limit": limit})
+    except JobAlreadyRunning as exc:
+        return error(409, "A Discogs sync is already running.", **job_links(exc.job_id))
+    return jsonify(job_links(job_id)), 202
+
+
+@bp.get("/discogs/sync/progress")
+def discogs_sync_progress():
+    """The latest sync: {status, total, processed, added, skipped, errors}."""
+    job = db.session.execute(sa.select(Job).where(Job.kind == "discogs_sync")
+                             .order_by(Job.created_at.desc()).limit(1)).scalar()
+    if job is None:
+        return jsonify({"status": "idle", "total": 0, "processed": 0, "added": 0, "skipped": 0, "errors": 0})
+    snap = current_app.extensions["sillon"]["progress_store"].get(job.id) or {}
+    counters = snap.get("counters", {})
+    result = snap.get("result") or {}
+    return jsonify({"job_id": job.id, "status": snap.get("status", job.status),
+                    "total": result.get("total", snap.get("total") or 0),
+                    "processed": counters.get("added", 0) + counters.get("skipped", 0),
+                    "added": counters.get("added", 0), "skipped": counters.get("skipped", 0),
+                    "errors": counters.get("errors", 0), "message": snap.get("message")})

@@ -1,0 +1,109 @@
+"""Discogs collection sync: add what is new, never delete or rewrite what is stored.
+
+API calls: identity, the folder list, and one per page of 100 items; nothing per item. Items are
+compared with what is stored through one set of instance ids (one owned copy each, so two copies
+of a release are two items). Items gone from Discogs are listed in the result, not deleted.
+A resumed or repeated sync reads the listing again from the start (a page costs one call, and the
+set comparison makes every write idempotent), so a collection that changed meanwhile is still read
+whole.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .. import VERSION
+from ..db import db, insert_ignoring_conflicts
+from ..models import CollectionItem
+from ..names import name_key
+from ..sources import discogs
+from .listens import ensure_albums
+from .waiting import GaveUp, call_with_retries
+
+STEPS = (("connect", "Connect to Discogs", 0.2), ("read", "Read the collection", 4.0), ("finish", "Finish", 0.1))
+GONE_LISTED = 100
+items_t = CollectionItem.__table__
+
+
+def sync_collection(ctx):
+    tracker, s = ctx.tracker, ctx.settings
+    limit = ctx.params.get("limit")
+    for name in ("added", "skipped", "errors"):
+        tracker.incr(name, 0)
+
+    def retrying(call):
+        try:
+            return call_with_retries(call, tracker, service="Discogs", base_delay=s["DISCOGS_RETRY_BASE_SECONDS"],
+                                     max_attempts=s["DISCOGS_MAX_ATTEMPTS"], should_stop=lambda: tracker.cancel_requested)
+        except GaveUp as exc:
+            raise discogs.SourceError(f"{exc}. Everything added before is kept; start the sync again later.") from None
+
+    tracker.start_step("connect", "Checking the Discogs token")
+    client = discogs.make_client(s, VERSION)
+    user = retrying(lambda: discogs.username(client, s))
+    folder = retrying(lambda: discogs.all_folder(client, user))
+    listing = discogs.collection_listing(folder)
+    pages = retrying(lambda: discogs.listing_pages(listing))
+    total = retrying(lambda: listing.count)
+    tracker.complete_step("connect", f"{user}: {total:,} items in {pages:,} pages")
+
+    tracker.start_step("read", f"page 1/{pages}")
+    tracker.set_total(total)
+    known = set(db.session.execute(sa.select(CollectionItem.instance_id)).scalars())
+    db.session.remove()
+    seen, added = set(), 0
+    for page in range(1, pages + 1):
+        raw = retrying(lambda page=page: discogs.listing_page(listing, page))
+        new_rows = []
+        for data in raw:
+            try:
+                instance_id = int(data["instance_id"])
+            except (KeyError, TypeError, ValueError):
+                tracker.add_error("an item without an instance id", page=page)
+                continue
+            seen.add(instance_id)
+            if instance_id in known or (limit and added + len(new_rows) >= int(limit)):
+                continue
+            try:
+                new_rows.append(discogs.item_fields(data))
+            except (KeyError, TypeError, ValueError) as exc:
+                tracker.add_error(f"unreadable item ({exc.__class__.__name__}: {exc})", instance_id=instance_id)
+            known.add(instance_id)
+        created = _save(new_rows)
+        added += created
+        tracker.advance(len(raw), added=created, skipped=len(raw) - len(new_rows))
+        tracker.set_message(f"page {page}/{pages}: {added:,} added")
+        ctx.check()
+    tracker.complete_step("read", f"{added:,} added")
+
+    tracker.start_step("finish", "Summing up")
+    stored = {row.instance_id: row for row in db.session.execute(
+        sa.select(CollectionItem.instance_id, CollectionItem.artist, CollectionItem.title)
+        .where(CollectionItem.source == "discogs"))}
+    db.session.remove()
+    gone_ids = sorted(set(stored) - seen)
+    gone = [{"instance_id": i, "artist": stored[i].artist, "title": stored[i].title} for i in gone_ids[:GONE_LISTED]]
+    counters = tracker.snapshot()["counters"]
+    result = {"user": user, "total": total, "added": added, "skipped": counters.get("skipped", 0),
+              "errors": counters.get("errors", 0), "gone_from_discogs": len(gone_ids), "gone": gone,
+              "limit": limit}
+    text = f"Added {added:,} new items; {result['skipped']:,} were already in your collection."
+    if gone_ids:
+        text += (f" {len(gone_ids):,} items are no longer on Discogs; they are kept here (listed in the result) "
+                 "until you remove them.")
+    if limit and added >= int(limit):
+        text += f" Stopped adding at the limit of {int(limit):,}; run the sync again for the rest."
+    result["message"] = text
+    tracker.complete_step("finish")
+    return result
+
+
+def _save(rows):
+    """Insert new items and link them to albums (created when missing), in one transaction."""
+    if not rows:
+        return 0
+    with db.engine.begin() as conn:
+        album_ids, _ = ensure_albums(conn, [(r["artist"], r["title"], r["cover_url"]) for r in rows],
+                                     image_source="discogs")
+        for r in rows:
+            r["album_id"] = album_ids[(name_key(r["artist"]), name_key(r["title"]))]
+        return len(insert_ignoring_conflicts(conn, items_t, rows, returning=[items_t.c.id]))

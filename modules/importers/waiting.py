@@ -1,0 +1,34 @@
+"""Waiting out an outside service: bounded retries with a doubling delay, shown on the progress page."""
+from __future__ import annotations
+
+import time
+
+from ..sources.errors import Retryable
+
+
+class GaveUp(Exception):
+    def __init__(self, why, attempts, waited):
+        super().__init__(f"{why} (after {attempts} tries over {waited:.0f} s)")
+        self.why = why
+
+
+def call_with_retries(call, tracker, *, service, base_delay=1.0, max_delay=60.0, max_attempts=8,
+                      should_stop=lambda: False):
+    """Run `call()`; on Retryable wait (Retry-After, else base * 2**n) and try again, at most
+    `max_attempts` times. While waiting the job's message says what it waits for."""
+    started = time.monotonic()
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return call()
+        except Retryable as exc:
+            if attempt == max_attempts:
+                raise GaveUp(f"{service}: {exc.why}", attempt, time.monotonic() - started) from None
+            delay = exc.wait if exc.wait is not None else base_delay * 2 ** (attempt - 1)
+            delay = max(0.0, min(delay, max_delay))
+            tracker.incr("retries")
+            tracker.set_message(f"waiting {delay:.0f} s ({service}: {exc.why})" if delay >= 1
+                                else f"waiting {delay:.1f} s ({service}: {exc.why})")
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+    raise AssertionError("unreachable")
