@@ -53,11 +53,19 @@ SETTINGS = {
     "DISCOGS_MAX_ATTEMPTS": (None, 8, int, "Tries per Discogs request before a sync stops with an error"),
     "SPOTIFY_CLIENT_ID": ("spotify.client_id", None, str, "Spotify app client id (images)"),
     "SPOTIFY_CLIENT_SECRET": ("spotify.client_secret", None, str, "Spotify app client secret"),
+    "SPOTIFY_API_URL": (None, "https://api.spotify.com/v1/", str, "Spotify Web API URL (a compatible server, or a test emulator)"),
+    "SPOTIFY_TOKEN_URL": (None, "https://accounts.spotify.com/api/token", str, "Spotify token URL (client credentials)"),
+    "AI_API_URL": ("ai.api_url", None, str, "OpenAI-compatible endpoint for album descriptions, e.g. https://api.openai.com/v1"),
+    "AI_API_KEY": ("ai.api_key", None, str, "Key of the AI endpoint"),
+    "AI_MODEL": ("ai.model", None, str, "Model that writes the descriptions"),
+    "AI_LANGUAGE": ("ai.language", "English", str, "Language of the descriptions (also chosen on the settings page)"),
+    "ENRICH_RETRY_BASE_SECONDS": (None, 1.0, float, "First wait after a 429 without Retry-After or a failure during enrichment"),
+    "ENRICH_MAX_ATTEMPTS": (None, 6, int, "Tries per enrichment request before it counts as an error"),
     "TRACKER_INTERVAL_SECONDS": ("tracker.interval_seconds", 120, int, "How often the live tracker asks for new listens"),
 }
 
 SECRET_SETTINGS = frozenset({"SECRET_KEY", "LASTFM_API_KEY", "LASTFM_API_SECRET", "DISCOGS_TOKEN",
-                             "SPOTIFY_CLIENT_SECRET", "DATABASE_URL"})
+                             "SPOTIFY_CLIENT_SECRET", "AI_API_KEY", "DATABASE_URL"})
 
 
 def _from_json(data, dotted):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..importers import diagnostics, discogs_sync, lastfm_history, lastfm_tracker, uploads
+from ..importers import diagnostics, discogs_sync, enrichment, lastfm_history, lastfm_tracker, uploads
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ KINDS = {
                               lastfm_tracker.STEPS, None),
     "discogs_sync": JobKind("discogs_sync", "Discogs collection sync", discogs_sync.sync_collection,
                             discogs_sync.STEPS, "/collection"),
+    "enrich": JobKind("enrich", "Enrichment", enrichment.enrich_albums, enrichment.STEPS, "/collection"),
     "progress_check": JobKind("progress_check", "Live progress check", diagnostics.run_progress_check,
                               diagnostics.STEPS, None),
 }

@@ -169,6 +169,16 @@ def fetch_playcount(network, username):
     return int(_text(doc, "playcount") or 0)
 
 
+def album_image(network, artist, album):
+    """The largest cover Last.fm has for an album, or None (also when Last.fm does not know it)."""
+    try:
+        doc = call(network, "album.getInfo", {"artist": artist, "album": album})
+    except LastfmFatalError:
+        return None  # error 6: album not found
+    albums = doc.getElementsByTagName("album")
+    return _image(albums[0]) if albums else None
+
+
 def fetch_recent_page(network, username, page, time_from=None, time_to=None, limit=PAGE_SIZE):
     """One page of a user's listens, newest first, within [time_from, time_to]."""
     params = {"user": username, "limit": limit, "page": page}

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import preferences
 from ..db import db
+from ..importers.enrichment import LANGUAGE_KEY
 from ..importers.lastfm_tracker import INTERVAL_KEY, MIN_INTERVAL
 from ..jobs import JobAlreadyRunning, start_job
 from ..jobs.live_tracker import start_tracker, stop_tracker, tracker_status
@@ -150,3 +151,25 @@ def discogs_sync_progress():
                     "processed": counters.get("added", 0) + counters.get("skipped", 0),
                     "added": counters.get("added", 0), "skipped": counters.get("skipped", 0),
                     "errors": counters.get("errors", 0), "message": snap.get("message")})
+
+
+@bp.post("/ai/enrich-all")
+def enrich_all():
+    """Start enrichment (Spotify, Last.fm, AI: each provider that is configured)."""
+    limit = request.args.get("limit", type=int)
+    if "limit" in request.args and (limit is None or limit < 1):
+        return error(400, "limit must be a whole number above 0")
+    try:
+        job_id = start_job("enrich", {"limit": limit})
+    except JobAlreadyRunning as exc:
+        return error(409, "Enrichment is already running.", **job_links(exc.job_id))
+    return jsonify(job_links(job_id)), 202
+
+
+@bp.post("/ai/language")
+def ai_language():
+    value = (request.args.get("language") or (request.get_json(silent=True) or {}).get("language") or "").strip()
+    if not value or len(value) > 32:
+        return error(400, "language must be a language name like English or Français (32 characters at most)")
+    preferences.put(LANGUAGE_KEY, value)
+    return jsonify({"language": value})
