@@ -81,7 +81,7 @@ def enrich_albums(ctx):
     for provider, name in PROVIDERS:
         if provider in off:
             tracker.start_substep("enrich", provider, name, off[provider])
-            tracker.complete_substep("enrich", provider, off[provider])
+            tracker.skip_substep("enrich", provider, off[provider])
         else:
             tracker.start_substep("enrich", provider, name, total=len(plan[provider]))
     done_per = {p: 0 for p in clients}

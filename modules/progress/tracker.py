@@ -201,6 +201,9 @@ class ProgressTracker:
     def complete_substep(self, step_id, substep_id, message=None):
         self._finish_substep(step_id, substep_id, STEP_COMPLETED, message)
 
+    def skip_substep(self, step_id, substep_id, message=""):
+        self._finish_substep(step_id, substep_id, SKIPPED, message)
+
     def error_substep(self, step_id, substep_id, message):
         self._finish_substep(step_id, substep_id, STEP_ERROR, message)
 

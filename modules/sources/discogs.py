@@ -34,6 +34,7 @@ def make_client(settings, version):
     client = discogs_client.Client(USER_AGENT.format(version=version), user_token=settings["DISCOGS_TOKEN"])
     client._base_url = (settings.get("DISCOGS_API_URL") or DEFAULT_API_URL).rstrip("/")
     client.backoff_enabled = False  # we wait out 429s ourselves, visibly, with a bound
+    client.set_timeout(connect=10, read=60)  # the library waits forever by default
     return client
 
 
@@ -57,7 +58,10 @@ def call(fn):
         return fn()
     except HTTPError as exc:
         raise _translate(exc) from None
-    except DiscogsAPIError as exc:
+    except DiscogsAPIError as exc:  # MalformedResponseError: an HTML error page, often a 502
+        status = getattr(exc, "status_code", None) or 0
+        if status >= 500 or status == 429:
+            raise Retryable(f"HTTP {status}") from None
         raise SourceError(f"Discogs answered something unreadable: {exc}") from None
     except OSError as exc:  # connection refused, reset, timeout (requests' errors are OSErrors)
         raise Retryable(f"could not reach Discogs ({exc.__class__.__name__})") from None
@@ -83,7 +87,8 @@ def collection_listing(folder):
     """Folder 0's releases, 100 a page. Keep the one object: it caches page 1, fetched with the count."""
     releases = folder.releases
     releases.per_page = PER_PAGE
-    return releases
+    # Oldest first: items added while a sync runs land at the end instead of shifting pages.
+    return releases.sort("added", "asc")
 
 
 def listing_pages(listing):

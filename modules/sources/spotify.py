@@ -30,7 +30,8 @@ def make_client(settings):
                                             client_secret=settings["SPOTIFY_CLIENT_SECRET"],
                                             cache_handler=MemoryCacheHandler(), requests_timeout=20)
     auth.OAUTH_TOKEN_URL = settings.get("SPOTIFY_TOKEN_URL") or DEFAULT_TOKEN_URL
-    client = spotipy.Spotify(auth_manager=auth, retries=0, status_retries=0, requests_timeout=20)
+    # A plain session: spotipy's default one retries 429s itself and then loses their Retry-After.
+    client = spotipy.Spotify(auth_manager=auth, requests_session=requests.Session(), requests_timeout=20)
     client.prefix = (settings.get("SPOTIFY_API_URL") or DEFAULT_API_URL).rstrip("/") + "/"
     return client
 

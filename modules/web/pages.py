@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from ..db import db
+from ..importers.enrichment import description_language
 from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
 from ..models import Album, CollectionItem, Job, utc_iso
-from ..sources import lastfm
+from ..sources import ai, discogs, lastfm, spotify
 from . import collection_query, listens_query, timeline
 from .uploads import UploadRejected, start_upload_import
 
@@ -76,13 +77,25 @@ def timeline_page():
     return render_template("timeline.html", unit=unit, bars=bars, peak=peak, total=sum(n for _, n in points))
 
 
+def _running(kind):
+    job_id = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
+    return job_snapshot(job_id) if job_id else None
+
+
 def _settings_context(error=None):
     settings = current_app.extensions["sillon"]["settings"]
-    running = db.session.execute(sa.select(Job.id).where(Job.active_kind == "lastfm_history")).scalar()
     return {"error": error, "max_mb": settings["MAX_UPLOAD_MB"],
             "lastfm_missing": lastfm.missing_settings(settings), "lastfm_user": settings["LASTFM_USERNAME"],
-            "lastfm_running": job_snapshot(running) if running else None,
-            "tracker": tracker_status()}
+            "lastfm_running": _running("lastfm_history"), "tracker": tracker_status(),
+            "discogs_missing": discogs.missing_settings(settings), "discogs_running": _running("discogs_sync"),
+            "owned": db.session.execute(sa.select(sa.func.count()).select_from(CollectionItem)).scalar(),
+            "enrich_running": _running("enrich"),
+            "enrich_providers": [("Spotify", spotify.missing_settings(settings)),
+                                 ("Last.fm", lastfm.missing_settings(settings)),
+                                 ("AI descriptions", ai.missing_settings(settings))],
+            "albums_waiting": db.session.execute(sa.select(sa.func.count()).select_from(Album)
+                                                 .where(Album.needs_enrichment.is_(True))).scalar(),
+            "ai_language": description_language(settings)}
 
 
 @bp.get("/settings")

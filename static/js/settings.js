@@ -8,11 +8,11 @@
       .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); });
   }
 
-  // ---------------------------------------------------------------- Last.fm import
-  var box = document.getElementById("lastfm-progress");
-  var errorBox = document.getElementById("lastfm-error");
-
-  function showImport(links, snapshot) {
+  // ---------------------------------------------------------------- job cards
+  // A card with class "job-card" holds a start form (data-url), an error line (.job-error) and a box
+  // (.inline-progress) where the started job is followed live; a job already running when the page
+  // loads comes as the box's data-snapshot.
+  function attach(box, links, snapshot) {
     var template = document.getElementById("inline-progress-template");
     box.textContent = "";
     box.appendChild(template.content.cloneNode(true));
@@ -27,29 +27,40 @@
     start.then(function (snap) { window.SillonProgress.mount(box, snap, { redirect: false }); });
   }
 
-  if (box && box.dataset.snapshot) {
-    var running = JSON.parse(box.dataset.snapshot);
-    showImport({ job_id: running.id, events_url: "/api/v1/jobs/" + running.id + "/events",
-                 status_url: "/api/v1/jobs/" + running.id, progress_url: "/progress/" + running.id }, running);
+  function linksFor(id) {
+    return { job_id: id, events_url: "/api/v1/jobs/" + id + "/events", status_url: "/api/v1/jobs/" + id,
+             progress_url: "/progress/" + id };
   }
 
-  var form = document.getElementById("lastfm-import-form");
-  if (form) {
+  Array.prototype.forEach.call(document.querySelectorAll(".job-card"), function (card) {
+    var box = card.querySelector(".inline-progress");
+    var errorBox = card.querySelector(".job-error");
+    var form = card.querySelector("form.job-start");
+    if (box && box.dataset.snapshot) {
+      var running = JSON.parse(box.dataset.snapshot);
+      attach(box, linksFor(running.id), running);
+    }
+    if (!form) return;
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       errorBox.hidden = true;
       var params = new URLSearchParams();
-      var limit = form.elements.limit.value.trim();
-      if (limit) params.set("limit", limit);
-      if (form.elements.full.checked) params.set("skip_existing", "false");
-      var button = document.getElementById("lastfm-start");
+      Array.prototype.forEach.call(form.elements, function (field) {
+        if (!field.name) return;
+        if (field.type === "checkbox") {
+          if (field.checked && field.dataset.param) params.set(field.dataset.param, field.dataset.value);
+        } else if (field.value.trim()) {
+          params.set(field.name, field.value.trim());
+        }
+      });
+      var button = form.querySelector("button[type=submit]");
       button.disabled = true;
       postJSON(form.dataset.url + "?" + params.toString()).then(function (r) {
         button.disabled = false;
         if (r.status === 202 || (r.status === 409 && r.body.job_id)) {
-          showImport(r.body);
+          attach(box, r.body);
         } else {
-          errorBox.textContent = r.body.error || "The import could not start.";
+          errorBox.textContent = r.body.error || "The job could not start.";
           errorBox.hidden = false;
         }
       }).catch(function () {
@@ -57,6 +68,16 @@
         errorBox.textContent = "Sillon did not answer; try again.";
         errorBox.hidden = false;
       });
+    });
+  });
+
+  var languageForm = document.getElementById("ai-language-form");
+  if (languageForm) {
+    languageForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var out = document.getElementById("ai-language-result");
+      postJSON(languageForm.dataset.url + "?language=" + encodeURIComponent(languageForm.elements.language.value))
+        .then(function (r) { out.textContent = r.status === 200 ? "Saved." : r.body.error; });
     });
   }
 
