@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 
 from ..db import db
-from ..models import Listen
+from ..models import Job, Listen
 from ..sources import lastfm
 from ..sources.errors import SourceError
 from .listens import write_plays
@@ -24,6 +24,11 @@ STEPS = (("connect", "Connect to Last.fm", 0.2), ("count", "Count listens", 0.2)
          ("fetch", "Fetch and save batches", 5.0), ("finish", "Finish", 0.1))
 SOURCE = "lastfm"
 HISTORY_SOURCES = ("lastfm", "lastfm_csv")  # the same history, uploaded or fetched
+# Last.fm stamps a scrobble with the time its track started, and scrobbles often arrive minutes
+# after that. A window ending an hour ago is one no new scrobble lands in while pages are read by
+# number (a listen landing inside would shift the pages and lose one); the last hour comes with
+# the next import or the live tracker.
+LATE_SCROBBLE_MARGIN = 3600
 
 
 class LastfmUnavailable(SourceError):
@@ -34,9 +39,17 @@ class LastfmUnavailable(SourceError):
         self.cause = cause or message
 
 
-def newest_stored_listen():
-    return db.session.execute(
-        sa.select(sa.func.max(Listen.played_at)).where(Listen.source.in_(HISTORY_SOURCES))).scalar()
+def newest_stored_listen(imports_only):
+    """The newest Last.fm listen stored. With `imports_only`, only listens from the history itself
+    count (an uploaded Last.fm export or a history import), not the tracker's: a history import
+    that stopped half-way is then carried on from where its own stored stretch ends."""
+    query = sa.select(sa.func.max(Listen.played_at))
+    if imports_only:
+        from_imports = sa.select(Job.id).where(Job.kind == "lastfm_history")
+        query = query.where(sa.or_(Listen.source == "lastfm_csv", Listen.job_id.in_(from_imports)))
+    else:
+        query = query.where(Listen.source.in_(HISTORY_SOURCES))
+    return db.session.execute(query).scalar()
 
 
 class PageFetcher:
@@ -63,6 +76,7 @@ class PageFetcher:
         for attempt in range(1, self.max_attempts + 1):
             if self.stopped:
                 raise LastfmUnavailable("stopped")
+            self.ctx.check()  # a cancel is heard even while Last.fm is being waited out
             self.pacer.acquire()
             try:
                 return request()
@@ -83,8 +97,12 @@ class PageFetcher:
 
     def _sleep(self, seconds):
         deadline = time.monotonic() + seconds
-        while not self.stopped and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()))
+        while not self.stopped:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.ctx.check()
+            time.sleep(min(0.1, left))
 
 
 def import_lastfm_history(ctx):
@@ -107,8 +125,8 @@ def import_lastfm_history(ctx):
     if window is None:
         time_from = params.get("from")
         if time_from is None and params.get("incremental", True):
-            time_from = _newest_history_listen()
-        window = {"from": time_from, "to": int(params.get("to") or time.time())}
+            time_from = newest_listen_bound(imports_only=True)
+        window = {"from": time_from, "to": int(params.get("to") or time.time() - LATE_SCROBBLE_MARGIN)}
         fetcher.window = window
         first = fetcher.fetch(1)
         window.update(total_pages=first.total_pages, total=first.total)
@@ -137,14 +155,14 @@ def import_lastfm_history(ctx):
     return result
 
 
-def _newest_history_listen():
-    """Where an incremental import starts: one second before the newest stored listen.
+def newest_listen_bound(imports_only):
+    """Where an incremental fetch starts: one second before the newest stored listen.
 
     Last.fm's docs say only "after this time" for `from`; starting a second early is right
     whether the bound is inclusive or not, and the unique key skips what is already stored.
     """
     try:
-        newest = newest_stored_listen()
+        newest = newest_stored_listen(imports_only)
     finally:
         db.session.remove()
     return None if newest is None else newest - 1
@@ -223,7 +241,7 @@ def _checkpoint(ctx, state):
 
 def _summary(r, params):
     """What was done, and why Last.fm's play count and what is stored may differ."""
-    text = f"Imported {r['imported']:,} new listens from Last.fm"
+    text = f"Imported {r['imported']:,} new listen{'' if r['imported'] == 1 else 's'} from Last.fm"
     if r["skipped"]:
         text += f"; {r['skipped']:,} already stored were skipped"
     if r["errors"]:
@@ -238,9 +256,9 @@ def _summary(r, params):
         if r["held"] > r["total_scrobbles"]:
             why.append("some stored listens came from CSV exports and are no longer listed by Last.fm")
         else:
-            why.append("listens scrobbled after the import started come with the next import or the live "
-                       "tracker, the track playing now is stored once it has played, and Last.fm counts "
-                       "some plays it does not list")
+            why.append("listens of the last hour (Last.fm may still be receiving them) come with the next "
+                       "import or the live tracker, the track playing now is stored once it has played, and "
+                       "Last.fm counts some plays it does not list")
         text += " The difference: " + "; ".join(why) + "."
     if r["albums_to_enrich"]:
         text += f" {r['albums_to_enrich']:,} new albums are waiting for enrichment."

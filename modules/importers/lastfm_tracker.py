@@ -12,7 +12,7 @@ import time
 from .. import preferences
 from ..db import db
 from ..sources import lastfm
-from .lastfm_history import LastfmUnavailable, PageFetcher, _newest_history_listen, _save_page
+from .lastfm_history import LastfmUnavailable, PageFetcher, _save_page, newest_listen_bound
 
 STEPS = (("connect", "Connect to Last.fm", 0.1), ("follow", "Follow new listens", 1.0))
 MIN_INTERVAL = 10
@@ -54,14 +54,22 @@ def follow_new_listens(ctx):
 
 def _poll(ctx, network, state):
     tracker = ctx.tracker
-    window = {"from": _newest_history_listen(), "to": None}
+    window = {"from": newest_listen_bound(imports_only=False), "to": None}
     fetcher = PageFetcher(network, ctx.settings["LASTFM_USERNAME"], ctx, window)
     fetcher.max_attempts = 1  # a failed poll is simply tried again at the next interval
     state["last_poll_at"] = time.time()
     tracker.incr("polls")
     try:
         first = fetcher.fetch(1)
-        pages = [first] + [fetcher.fetch(p) for p in range(2, min(first.total_pages, MAX_CATCH_UP_PAGES) + 1)]
+        pages = [first]
+        if first.total_pages > MAX_CATCH_UP_PAGES:
+            # A long catch-up: take the oldest pages of a window fixed now, so what is stored stays
+            # contiguous and the next poll carries on from there.
+            window["to"] = max((p.played_at for p in first.scrobbles), default=int(time.time()))
+            oldest = first.total_pages
+            pages = [fetcher.fetch(p) for p in range(oldest, oldest - MAX_CATCH_UP_PAGES, -1)]
+        else:
+            pages += [fetcher.fetch(p) for p in range(2, first.total_pages + 1)]
     except LastfmUnavailable as exc:
         state["last_error"] = exc.cause
         tracker.set_message(f"Last poll failed ({exc.cause}); trying again at the next interval")
@@ -71,7 +79,8 @@ def _poll(ctx, network, state):
     now_playing = first.now_playing
     state["now_playing"] = _describe(now_playing) if now_playing else None
     before = state["imported"]
-    for page in reversed(pages):  # oldest first, like the history import
+    pages.sort(key=lambda page: -page.page)
+    for page in pages:  # oldest first, like the history import
         _save_page(ctx, state, sorted(page.scrobbles, key=lambda p: p.played_at), page.page)
     newest = max((p for page in pages for p in page.scrobbles), key=lambda p: p.played_at, default=None)
     if newest is not None:

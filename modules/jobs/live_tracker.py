@@ -34,7 +34,21 @@ def start_tracker():
     try:
         return start_job(KIND), True
     except JobAlreadyRunning as exc:
-        return exc.job_id, False
+        job = db.session.get(Job, exc.job_id)
+        if job is None or not job.cancel_requested:
+            return exc.job_id, False
+    # A stop is still winding down (it ends within a second): wait for it, then start anew.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if active_job() is None:
+            try:
+                return start_job(KIND), True
+            except JobAlreadyRunning as exc:
+                return exc.job_id, False
+        time.sleep(0.1)
+    job = active_job()
+    return (job.id if job else None), False
 
 
 def stop_tracker():

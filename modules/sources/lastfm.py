@@ -46,7 +46,8 @@ FATAL_MESSAGES = {
          "https://www.last.fm/api/account/create and put it in the settings."),
     17: ("The Last.fm profile {user!r} hides its recent listens, so they cannot be read. On Last.fm, "
          "open Settings > Privacy and turn off 'Hide recent listening information', then start again."),
-    26: "Last.fm has suspended this API key. Create a new key at https://www.last.fm/api/account/create.",
+    26: ("Last.fm has suspended this API key. Create a new key at https://www.last.fm/api/account/create, then put "
+         "it in LASTFM_API_KEY (or secrets.lastfm.api_key in config.json)."),
 }
 
 
@@ -133,6 +134,8 @@ def call(network, method, params, user=None):
         raise classify(exc, user) from None
     except (pylast.NetworkError, pylast.MalformedResponseError) as exc:
         raise LastfmTemporaryError(f"could not reach Last.fm ({exc})") from None
+    except IndexError:  # well-formed XML that is not a Last.fm answer (a maintenance page)
+        raise LastfmTemporaryError("Last.fm answered with a page that is not an API answer") from None
 
 
 def classify(exc, user=None):
@@ -187,7 +190,10 @@ def fetch_recent_page(network, username, page, time_from=None, time_to=None, lim
     if time_to is not None:
         params["to"] = int(time_to)
     doc = call(network, "user.getRecentTracks", params, username)
-    root = doc.getElementsByTagName("recenttracks")[0]
+    found = doc.getElementsByTagName("recenttracks")
+    if not found:
+        raise LastfmTemporaryError("Last.fm answered without a list of recent tracks")
+    root = found[0]
     scrobbles, now_playing = [], None
     for node in root.getElementsByTagName("track"):
         date = node.getElementsByTagName("date")
