@@ -50,10 +50,10 @@ def sync_collection(ctx):
     tracker.set_total(total)
     known = set(db.session.execute(sa.select(CollectionItem.instance_id)).scalars())
     db.session.remove()
-    seen, added = set(), 0
+    seen, added, held = set(), 0, 0
     for page in range(1, pages + 1):
         raw = retrying(lambda page=page: discogs.listing_page(listing, page))
-        new_rows = []
+        new_rows, held_here = [], 0
         for data in raw:
             try:
                 instance_id = int(data["instance_id"])
@@ -61,7 +61,10 @@ def sync_collection(ctx):
                 tracker.add_error("an item without an instance id", page=page)
                 continue
             seen.add(instance_id)
-            if instance_id in known or (limit and added + len(new_rows) >= int(limit)):
+            if instance_id in known:
+                continue
+            if limit and added + len(new_rows) >= int(limit):
+                held_here += 1  # new, but past the limit: the next sync adds it
                 continue
             try:
                 new_rows.append(discogs.item_fields(data))
@@ -70,7 +73,8 @@ def sync_collection(ctx):
             known.add(instance_id)
         created = _save(new_rows)
         added += created
-        tracker.advance(len(raw), added=created, skipped=len(raw) - len(new_rows))
+        held += held_here
+        tracker.advance(len(raw), added=created, skipped=len(raw) - len(new_rows) - held_here)
         tracker.set_message(f"page {page}/{pages}: {added:,} added")
         ctx.check()
     tracker.complete_step("read", f"{added:,} added")
@@ -85,13 +89,13 @@ def sync_collection(ctx):
     counters = tracker.snapshot()["counters"]
     result = {"user": user, "total": total, "added": added, "skipped": counters.get("skipped", 0),
               "errors": counters.get("errors", 0), "gone_from_discogs": len(gone_ids), "gone": gone,
-              "limit": limit}
+              "limit": limit, "held_by_limit": held}
     text = f"Added {added:,} new items; {result['skipped']:,} were already in your collection."
     if gone_ids:
         text += (f" {len(gone_ids):,} items are no longer on Discogs; they are kept here (listed in the result) "
                  "until you remove them.")
-    if limit and added >= int(limit):
-        text += f" Stopped adding at the limit of {int(limit):,}; run the sync again for the rest."
+    if held:
+        text += f" {held:,} more new items were left for the next sync (limit {int(limit):,})."
     result["message"] = text
     tracker.complete_step("finish")
     return result

@@ -96,6 +96,9 @@ def enrich_albums(ctx):
             done_per[provider] += 1
             if provider in broken:
                 continue
+            if not _needs(album, provider):  # an earlier provider gave it already
+                tracker.update_substep("enrich", provider, done=done_per[provider])
+                continue
             try:
                 changed |= _enrich_one(ctx, provider, clients[provider], album, artist, s, language)
                 db.session.commit()  # what a provider gave is kept even if the next one fails
@@ -143,12 +146,12 @@ def _enrich_one(ctx, provider, client, album, artist, s, language):
         if match is None:
             album.spotify_id = ""  # looked up, not found
             return False
+        if match["artist_id"] and not artist.spotify_id:  # before marking the album looked up
+            image, url = retrying(lambda: spotify.artist_image(client, match["artist_id"]), "Spotify")
+            artist.image_url, artist.spotify_id, artist.spotify_url = image, match["artist_id"], url
         album.spotify_id, album.spotify_url = match["id"], match["url"]
         if match["image_url"] and not album.image_url:
             album.image_url, album.image_source = match["image_url"], "spotify"
-        if match["artist_id"] and not artist.image_url:
-            image, url = retrying(lambda: spotify.artist_image(client, match["artist_id"]), "Spotify")
-            artist.image_url, artist.spotify_id, artist.spotify_url = image, match["artist_id"], url
         return True
     if provider == "lastfm":
         try:

@@ -104,12 +104,16 @@ def listing_page(listing, page):
 def item_fields(data):
     """What a collection item keeps, all read from the listing (no call per item)."""
     info = data.get("basic_information") or {}
-    artists = info.get("artists") or []
-    artist = "".join(f"{a.get('anv') or a.get('name', '')}{(' ' + a['join'] + ' ') if a.get('join') else ''}"
-                     for a in artists).strip() or "Unknown artist"
+    artist = ""
+    for a in info.get("artists") or []:
+        artist += _strip_number(a.get("anv") or a.get("name", ""))
+        join = (a.get("join") or "").strip()
+        if join:
+            artist += ", " if join == "," else f" {join} "
+    artist = artist.strip() or "Unknown artist"
     return {
         "instance_id": int(data["instance_id"]), "release_id": int(data.get("id") or info.get("id")),
-        "title": info.get("title") or "Untitled", "artist": _strip_number(artist),
+        "title": info.get("title") or "Untitled", "artist": artist,
         "year": info.get("year") or None, "formats": info.get("formats") or [],
         "labels": info.get("labels") or [], "genres": info.get("genres") or [], "styles": info.get("styles") or [],
         "cover_url": info.get("cover_image") or None, "thumb_url": info.get("thumb") or None,

@@ -69,8 +69,18 @@ def find_album(client, artist, title):
     items = (found.get("albums") or {}).get("items") or []
     if not items:
         return None
-    wanted = title.casefold()
-    best = next((a for a in items if a.get("name", "").casefold() == wanted), items[0])
+    wanted, who = title.casefold(), artist.casefold()
+
+    def named(a):
+        return a.get("name", "").casefold()
+
+    by_artist = [a for a in items if any(x.get("name", "").casefold() == who for x in a.get("artists") or [])]
+    # Exact title first, then an edition of it ("Abbey Road (Remastered 2009)"); a mere near miss
+    # would link the wrong record, so nothing else is taken.
+    best = next((a for a in by_artist + items if named(a) == wanted), None) or \
+        next((a for a in by_artist if named(a).startswith(wanted + " (") or named(a).startswith(wanted + " -")), None)
+    if best is None:
+        return None
     artists = best.get("artists") or [{}]
     return {"id": best["id"], "url": (best.get("external_urls") or {}).get("spotify"),
             "image_url": _best_image(best.get("images")), "artist_id": artists[0].get("id")}
