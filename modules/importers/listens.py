@@ -3,6 +3,13 @@
 A batch costs a handful of statements whatever its size: one select and at most one insert per
 table. Listens that already exist (same second, artist key and title key) are skipped by the
 database's unique constraint, so a re-import, a resumed job or a race adds nothing twice.
+
+One play, one listen, across sources: the same play often arrives from several sources (a Spotify
+export and the Last.fm scrobbles of the same plays). A play is taken as one already stored when a
+listen **from another source** has the same artist and title keys and started within a window of
+half the track's length (30 s to 4 min; 2 min when the length is unknown). A real repeat play
+starts at least a whole track later, and plays from the same source are never merged this way, so
+repeats stay separate.
 """
 from __future__ import annotations
 
@@ -18,11 +25,47 @@ artists_t, albums_t, tracks_t, listens_t = (Artist.__table__, Album.__table__, T
                                            Listen.__table__)
 
 
+DEFAULT_WINDOW, MIN_WINDOW, MAX_WINDOW = 120, 30, 240
+
+
 @dataclass
 class BatchResult:
     imported: int = 0
     skipped: int = 0
     new_albums: int = 0
+    cross_source: int = 0  # of `skipped`: the same play already stored from another source
+
+
+def same_play_window(duration_ms):
+    """Seconds within which two starts of a track from two sources are one play."""
+    if not duration_ms:
+        return DEFAULT_WINDOW
+    return max(MIN_WINDOW, min(MAX_WINDOW, int(duration_ms) // 2000))
+
+
+def _drop_cross_source_duplicates(conn, unique, source, result):
+    """Remove from `unique` the plays already stored from another source (see the module doc)."""
+    times = [k[0] for k in unique]
+    lo, hi = min(times) - MAX_WINDOW, max(times) + MAX_WINDOW
+    pairs = list({(k[1], k[2]) for k in unique})
+    stored = {}
+    for start in range(0, len(pairs), 300):
+        chunk = pairs[start:start + 300]
+        rows = conn.execute(
+            sa.select(listens_t.c.played_at, listens_t.c.artist_key, listens_t.c.title_key)
+            .where(listens_t.c.played_at.between(lo, hi), listens_t.c.source != source,
+                   sa.tuple_(listens_t.c.artist_key, listens_t.c.title_key).in_(chunk)))
+        for played_at, akey, tkey in rows:
+            stored.setdefault((akey, tkey), []).append(played_at)
+    if not stored:
+        return
+    for key in list(unique):
+        played_at, akey, tkey = key
+        window = same_play_window(getattr(unique[key], "duration_ms", None))
+        if any(abs(played_at - t) <= window for t in stored.get((akey, tkey), ())):
+            del unique[key]
+            result.skipped += 1
+            result.cross_source += 1
 
 
 def _ensure(conn, table, key_cols, rows_by_key):
@@ -51,7 +94,8 @@ def _ensure(conn, table, key_cols, rows_by_key):
 
 
 def write_plays(conn, plays, source, job_id=None):
-    """Store a batch of plays (objects with played_at, artist, album, title) in the caller's transaction."""
+    """Store a batch of plays (objects with played_at, artist, album, title, and optionally
+    duration_ms and image_url) in the caller's transaction."""
     result = BatchResult()
     unique = {}
     for p in plays:
@@ -60,6 +104,8 @@ def write_plays(conn, plays, source, job_id=None):
             result.skipped += 1  # the same play twice in one batch
         else:
             unique[key] = p
+    if unique:
+        _drop_cross_source_duplicates(conn, unique, source, result)
     if not unique:
         return result
 
