@@ -39,12 +39,14 @@ def insert_ignoring_conflicts(conn, table, rows, returning=None):
         return []
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(rows).on_conflict_do_nothing()
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
     elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(rows).on_conflict_do_nothing()
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    # An executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from a
+    # cached statement, instead of compiling a new one for every batch of rows.
     if returning is not None:
-        return conn.execute(stmt.returning(*returning)).all()
-    conn.execute(stmt)
+        return conn.execute(stmt.returning(*returning), rows).all()
+    conn.execute(stmt, rows)
     return []

@@ -53,6 +53,7 @@ def sync_collection(ctx):
     seen, added, held = set(), 0, 0
     for page in range(1, pages + 1):
         raw = retrying(lambda page=page: discogs.listing_page(listing, page))
+        discogs.forget_page(listing, page)
         new_rows, held_here = [], 0
         for data in raw:
             try:

@@ -101,6 +101,11 @@ def listing_page(listing, page):
     return [item.data for item in call(lambda: listing.page(page))]
 
 
+def forget_page(listing, page):
+    """Drop a page the library cached, so a large collection is not held in memory whole."""
+    listing._pages.pop(page, None)  # discogs_client keeps every page it fetched in this dict
+
+
 def item_fields(data):
     """What a collection item keeps, all read from the listing (no call per item)."""
     info = data.get("basic_information") or {}

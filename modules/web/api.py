@@ -177,7 +177,7 @@ def collection_albums():
 def album_description(album_id):
     """The person's own description: kept, and never overwritten by enrichment."""
     body = request.get_json(silent=True) or request.form
-    text = (body.get("description") or "").strip()
+    text = (body.get("description") or "").replace("\r\n", "\n").replace("\r", "\n").strip()
     album = db.session.get(Album, album_id)
     if album is None:
         return error(404, f"no album {album_id}")

@@ -1,14 +1,24 @@
 """Reading the record shelf back: items with their albums, searched, filtered and sorted."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from ..db import db
 from ..models import Album, Artist, CollectionItem, Listen
 from ..names import name_key
 
+
+def _added(item):
+    try:  # Discogs dates carry local offsets: compare instants, not strings
+        return datetime.fromisoformat(item["date_added"]).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
 SORTS = {
-    "added": (lambda i: i["date_added"] or "", True),
+    "added": (_added, True),
     "artist": (lambda i: (name_key(i["artist"]), i["year"] or 0), False),
     "title": (lambda i: name_key(i["title"]), False),
     "year": (lambda i: i["year"] or 0, True),

@@ -149,7 +149,7 @@ def album_description_form(album_id):
     item = db.session.get(Album, album_id)
     if item is None:
         abort(404)
-    text = (request.form.get("description") or "").strip()
+    text = (request.form.get("description") or "").replace("\r\n", "\n").replace("\r", "\n").strip()
     item.description, item.description_edited = (text or None), bool(text)
     item.description_model, item.description_updated_at = None, time.time()
     db.session.commit()

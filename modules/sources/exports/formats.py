@@ -217,6 +217,8 @@ class LineItemsReader(TextReader):
 _DECODER = json.JSONDecoder()
 _NOT_WS = re.compile(r"[^ \t\r\n]")
 _TRAILING_OK = " \t\r\n\x00\x1a"
+_NUMBER_CHARS = frozenset("0123456789+-.eE")
+_NUMBERS = (int, float)
 
 
 def iter_json_array(text, name):
@@ -277,14 +279,20 @@ def iter_json_array(text, name):
                                    "the rest of the file could not be read")
             return
         except ValueError as exc:
-            if eof or len(buf) - pos > MAX_ITEM_CHARS:
-                why = "larger than 1 MiB" if not eof else f"not valid JSON ({getattr(exc, 'msg', exc)})"
-                yield n + 1, FileError(f"item {n + 1} is {why}; the rest of the file could not be read")
+            if eof:
+                msg, at = getattr(exc, "msg", str(exc)), getattr(exc, "pos", 0)
+                why = (f"the file ends inside item {n + 1} (was it cut short?)"
+                       if msg.startswith("Unterminated") or at >= len(buf.rstrip()) else
+                       f"item {n + 1} is not valid JSON ({msg})")
+                yield n + 1, FileError(f"{why}; the rest of the file could not be read")
+                return
+            if len(buf) - pos > MAX_ITEM_CHARS:
+                yield n + 1, FileError(f"item {n + 1} is larger than 1 MiB; the rest of the file could not be read")
                 return
             buf, pos, eof = more(buf, pos)  # the item may be cut at the window's end: read on
             continue
-        if end >= len(buf) and not eof:  # a number at the very end may go on in the next chunk
-            buf, pos, eof = more(buf, pos)
+        if not eof and (end >= len(buf) or buf[end] in _NUMBER_CHARS) and type(value) in _NUMBERS:
+            buf, pos, eof = more(buf, pos)  # a number at the window's end may go on in the next chunk
             continue
         n += 1
         pos, after_item = end, True
@@ -441,6 +449,8 @@ def _csv_format(path, name, text, encoding, suffix):
         layout = lastfm_csv.detect(path, name)
     except UnrecognizedFile as exc:
         raise _unrecognized(name, f"it is neither JSON nor a known CSV ({exc})") from None
+    except csv.Error as exc:  # lastfm_csv.detect lets the csv module's errors through (e.g. bare \r line ends)
+        raise _unrecognized(name, f"it is text that the CSV reader cannot split into rows ({exc})") from None
     return FormatInfo("lastfm_csv", f"Last.fm CSV ({_LASTFM_LAYOUTS.get(layout, layout)})", encoding, layout)
 
 
