@@ -43,19 +43,27 @@ def same_play_window(duration_ms):
     return max(MIN_WINDOW, min(MAX_WINDOW, int(duration_ms) // 2000))
 
 
+# Sources that carry one history: the Last.fm API and Last.fm's own CSV export list the same
+# scrobbles at the same seconds, so between them only exact duplicates are duplicates.
+FAMILIES = ({"lastfm", "lastfm_csv"},)
+
+
+def _family(source):
+    return next((sorted(f) for f in FAMILIES if source in f), [source])
+
+
 def _drop_cross_source_duplicates(conn, unique, source, result):
     """Remove from `unique` the plays already stored from another source (see the module doc)."""
     times = [k[0] for k in unique]
     lo, hi = min(times) - MAX_WINDOW, max(times) + MAX_WINDOW
-    pairs = list({(k[1], k[2]) for k in unique})
+    pairs = {(k[1], k[2]) for k in unique}
     stored = {}
-    for start in range(0, len(pairs), 300):
-        chunk = pairs[start:start + 300]
-        rows = conn.execute(
-            sa.select(listens_t.c.played_at, listens_t.c.artist_key, listens_t.c.title_key)
-            .where(listens_t.c.played_at.between(lo, hi), listens_t.c.source != source,
-                   sa.tuple_(listens_t.c.artist_key, listens_t.c.title_key).in_(chunk)))
-        for played_at, akey, tkey in rows:
+    # The played_at index narrows it to the batch's time span; the pairs are matched here.
+    rows = conn.execute(
+        sa.select(listens_t.c.played_at, listens_t.c.artist_key, listens_t.c.title_key)
+        .where(listens_t.c.played_at.between(lo, hi), listens_t.c.source.not_in(_family(source))))
+    for played_at, akey, tkey in rows:
+        if (akey, tkey) in pairs:
             stored.setdefault((akey, tkey), []).append(played_at)
     if not stored:
         return
@@ -69,27 +77,39 @@ def _drop_cross_source_duplicates(conn, unique, source, result):
 
 
 def _ensure(conn, table, key_cols, rows_by_key):
-    """Ids for every key in `rows_by_key` ({key tuple: row}), inserting the missing rows."""
+    """Ids for every key in `rows_by_key` ({key tuple: row}), inserting the missing rows.
+
+    Returns ({key: id}, rows created). Two-column keys are looked up with one IN per column and
+    matched here: SQLite searches its index that way, where a tuple IN scans it whole.
+    """
     if not rows_by_key:
         return {}, 0
     cols = [table.c[c] for c in key_cols]
-    target = sa.tuple_(*cols) if len(cols) > 1 else cols[0]
 
     def lookup(keys):
-        wanted = list(keys) if len(cols) > 1 else [k[0] for k in keys]
+        keys = list(keys)
         found = {}
-        for start in range(0, len(wanted), 400):  # keeps SQLite's bound-parameter count small
-            chunk = wanted[start:start + 400]
-            for row in conn.execute(sa.select(table.c.id, *cols).where(target.in_(chunk))):
-                found[tuple(row[1:])] = row[0]
+        for start in range(0, len(keys), 400):  # keeps SQLite's bound-parameter count small
+            chunk = keys[start:start + 400]
+            wanted = set(chunk)
+            where = sa.and_(*(col.in_({k[i] for k in chunk}) for i, col in enumerate(cols)))
+            for row in conn.execute(sa.select(table.c.id, *cols).where(where)):
+                key = tuple(row[1:])
+                if key in wanted:
+                    found[key] = row[0]
         return found
 
     ids = lookup(rows_by_key)
     missing = [rows_by_key[k] for k in rows_by_key if k not in ids]
     created = 0
     if missing:
-        created = len(insert_ignoring_conflicts(conn, table, missing, returning=[table.c.id]))
-        ids.update(lookup([k for k in rows_by_key if k not in ids]))
+        inserted = insert_ignoring_conflicts(conn, table, missing, returning=[table.c.id, *cols])
+        created = len(inserted)
+        for row in inserted:
+            ids[tuple(row[1:])] = row[0]
+        raced = [k for k in rows_by_key if k not in ids]  # inserted by another writer meanwhile
+        if raced:
+            ids.update(lookup(raced))
     return ids, created
 
 

@@ -237,6 +237,9 @@ class RequestPacer:
                 wait = max(self._paused_until - now, 0.0)
                 if not wait and len(self._starts) >= self.per_second:
                     wait = 1.0 - (now - self._starts[0])
+                if not wait and self._starts:
+                    # Evenly spread, not in bursts: a burst can land in one second on the server's clock.
+                    wait = 1.0 / self.per_second - (now - self._starts[-1])
                 if wait <= 0:
                     self._starts.append(now)
                     return

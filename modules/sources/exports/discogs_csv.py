@@ -18,7 +18,7 @@ import re
 from itertools import zip_longest
 
 from ..errors import UnrecognizedFile
-from .formats import FileError, RowError, TextReader
+from .formats import FileError, RowError, TextReader, check_decoded
 
 SOURCE = "discogs_csv"
 MAX_COPIES = 999
@@ -131,6 +131,9 @@ class Reader(TextReader):
 
     @staticmethod
     def _item(columns, row, copies):
+        for value in row:
+            check_decoded(value)
+
         def cell(name):
             i = columns.get(name)
             return row[i].strip() if i is not None and i < len(row) else ""

@@ -15,12 +15,16 @@ Every reader has `bytes_read`, the bytes of the file consumed so far (a determin
 measure; it ends at the file size). Readers stream: memory stays flat however large the file.
 
 Text may be UTF-8 with or without BOM, or UTF-16/UTF-32 (with BOM, or UTF-16 without BOM found from
-its zero bytes); bytes that do not decode become U+FFFD in their row instead of failing the file.
+its zero bytes). Bytes that do not decode make their row a RowError ("undecodable bytes"), not the
+file: they are decoded to a lone surrogate, which no valid text holds, and every name a reader
+keeps is checked for one (which also refuses lone surrogates written as JSON escapes, text that
+could not be stored as UTF-8).
 
 Nothing here imports from the app outside modules/sources.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -106,6 +110,26 @@ _MAGIC = ((b"PK\x03\x04", "a zip archive (its files are read once it is opened)"
 
 # -- encodings ---------------------------------------------------------------------------------
 
+UNDECODABLE = "sillon-undecodable"
+
+
+def _mark_undecodable(exc):
+    if isinstance(exc, UnicodeDecodeError):
+        return "\udcff", exc.end
+    raise exc
+
+
+codecs.register_error(UNDECODABLE, _mark_undecodable)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_decoded(text):
+    """RowError if `text` holds undecodable bytes (or a lone surrogate from a JSON escape)."""
+    if not text.isascii() and _SURROGATE.search(text):
+        raise RowError("undecodable bytes in this row (is the file really UTF-8?)")
+    return text
+
+
 def sniff_encoding(head):
     """The codec for a file starting with bytes `head`: a BOM decides; else UTF-16 is recognised
     from its zero bytes (ASCII-heavy text such as JSON); else UTF-8 (a BOM, if any, is dropped)."""
@@ -171,7 +195,7 @@ class TextReader:
                 raw.seek(0)
             self._counter = _CountingRaw(raw)
             buffered = io.BufferedReader(self._counter, buffer_size=64 * 1024)
-            yield io.TextIOWrapper(buffered, encoding=encoding, errors="replace", newline="")
+            yield io.TextIOWrapper(buffered, encoding=encoding, errors=UNDECODABLE, newline="")
 
     def __iter__(self):
         with self._text() as text:
@@ -230,12 +254,11 @@ def iter_json_array(text, name):
     text: much faster than an event parser, and a deeply nested item fails with RecursionError
     instead of growing memory."""
     decode, not_ws = _DECODER.raw_decode, _NOT_WS.search
-    buf, eof = "", False
-    while True:  # the first meaningful character
-        chunk = text.read(CHUNK_CHARS)
-        if not chunk:
-            raise UnrecognizedFile(f"{name} is empty" if not buf.strip() else f"{name} is not a JSON array")
-        buf = chunk
+    eof = False
+    while True:  # the first meaningful character (a BOM the codec left counts as blank)
+        buf = text.read(CHUNK_CHARS).lstrip("\ufeff")
+        if not buf:
+            raise UnrecognizedFile(f"{name} is empty")
         m = not_ws(buf)
         if m:
             break
@@ -465,7 +488,12 @@ class LastfmReader:
     def __init__(self, path, layout=None, name=None):
         self.path = path
         self.name = name or os.path.basename(str(path))
-        self._reader = lastfm_csv.Reader(path, layout or lastfm_csv.detect(path, self.name))
+        if layout is None:
+            try:
+                layout = lastfm_csv.detect(path, self.name)
+            except csv.Error as exc:
+                raise UnrecognizedFile(f"{self.name} is not a CSV this importer can split into rows ({exc})") from None
+        self._reader = lastfm_csv.Reader(path, layout)
 
     @property
     def bytes_read(self):
@@ -513,7 +541,7 @@ def open_reader(path, info, *, min_play_ms=None, name=None):
 def text_field(value):
     """A name from JSON: str stripped, None -> "", a number as its text; anything else is an error."""
     if type(value) is str:
-        return value.strip()
+        return (value if value.isascii() else check_decoded(value)).strip()
     if value is None:
         return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
