@@ -382,11 +382,9 @@ def test_concurrent_clients_are_served_in_parallel(fm):
     fm.latency = 0.2
     clients = [fm.client(f"Worker/{i}") for i in range(6)]
     threads = [threading.Thread(target=c.identity) for c in clients]
-    start = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(5)
-    assert time.monotonic() - start < 1.0  # 6 x 0.2 s would be 1.2 s one at a time
-    assert fm.max_in_flight > 1 and fm.in_flight == 0
+    assert fm.max_in_flight > 1 and fm.in_flight == 0  # served side by side, not one at a time
     assert sorted(r.user_agent for r in fm.requests) == [f"Worker/{i}" for i in range(6)]
