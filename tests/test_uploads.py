@@ -69,19 +69,29 @@ def test_reimport_adds_nothing(app, client):
     assert count(app, Listen) == 1200
 
 
-def test_file_that_is_not_csv_ends_with_clear_error_and_changes_nothing(app, client):
+def test_a_file_in_no_known_format_alone_ends_with_clear_error_and_changes_nothing(app, client):
     wait_for_job(app, upload(client, ("ok.csv", (FIXTURES / "lastfm_simple.csv").read_bytes())).get_json()["job_id"])
-    r = upload(client, ("ok2.csv", simple_csv(10)), ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00binary"))
+    r = upload(client, ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00binary"))
     snap = wait_for_job(app, r.get_json()["job_id"])
     assert snap["status"] == "error"
     assert "photo.jpg" in snap["message"] and "Nothing was imported" in snap["message"]
     read = snap["steps"][0]
-    assert read["status"] == "error" and read["substeps"][1]["status"] == "error"
-    assert count(app, Listen) == 5  # neither the good file in the same upload nor anything else written
+    assert read["status"] == "error" and read["substeps"][0]["status"] == "error"
+    assert count(app, Listen) == 5
     with app.app_context():
         assert db.session.get(Job, r.get_json()["job_id"]).active_kind is None
-    # the kind is free again
-    assert upload(client, ("ok.csv", simple_csv(3))).status_code == 202
+    assert upload(client, ("ok.csv", simple_csv(3))).status_code == 202  # the kind is free again
+
+
+def test_a_broken_file_fails_its_own_substep_and_the_others_go_on(app, client):
+    r = upload(client, ("ok2.csv", simple_csv(10)), ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00binary"))
+    snap = wait_for_job(app, r.get_json()["job_id"])
+    assert snap["status"] == "completed"
+    assert snap["result"]["outcome"] == "completed_with_errors"
+    assert snap["message"].startswith("Completed with errors: 1 of 2 files")
+    assert [f["status"] for f in snap["result"]["files"]] == ["completed", "error"]
+    assert "photo.jpg" in snap["result"]["files"][1]["error"]
+    assert count(app, Listen) == 10
 
 
 def test_several_files_in_one_upload(app, client):

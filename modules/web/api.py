@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from datetime import UTC, datetime
 
@@ -54,6 +55,19 @@ def job_status(job_id):
     if snap is None:
         return error(404, f"no job {job_id}")
     return jsonify(snap)
+
+
+@bp.get("/jobs/<job_id>/errors.csv")
+def job_errors_csv(job_id):
+    """Every row an import could not read (file, line, why), as CSV."""
+    from flask import current_app, send_file
+
+    from ..importers.uploads import errors_path
+
+    path = errors_path(current_app.extensions["sillon"]["settings"]["INSTANCE_PATH"], job_id)
+    if len(job_id) > 64 or not job_id.isalnum() or not os.path.exists(path):
+        return error(404, f"no error list for job {job_id}")
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=f"sillon-errors-{job_id}.csv")
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -103,6 +103,7 @@ window.SillonProgress = (function () {
         var where = [e.file, e.line ? "line " + e.line : null].filter(Boolean).join(", ");
         list.appendChild(el("li", null, (where ? where + ": " : "") + e.message));
       });
+      $("errors-csv").hidden = !(s.kind === "upload_import" && (s.errors_total || 0) > 0);
       $("errors-note").textContent = (s.errors_total || errs.length) > errs.length
         ? "Showing " + errs.length + " of " + s.errors_total.toLocaleString() + "." : "";
 
