@@ -102,13 +102,45 @@ def sync_collection(ctx):
     return result
 
 
+def _adopt_uploaded(conn, rows):
+    """Items first uploaded from a Discogs CSV export carry a negative stand-in instance id (the
+    export has none). The sync takes them over, one per copy of the release, instead of adding the
+    records twice; only the ids and what the export lacked (covers, folder) are filled in.
+    Returns the rows still to insert and how many were taken over."""
+    releases = {r["release_id"] for r in rows}
+    stand_ins = {}
+    for item_id, release_id in conn.execute(
+            sa.select(items_t.c.id, items_t.c.release_id)
+            .where(items_t.c.instance_id < 0, items_t.c.release_id.in_(releases))
+            .order_by(items_t.c.instance_id.desc())):
+        stand_ins.setdefault(release_id, []).append(item_id)
+    if not stand_ins:
+        return rows, 0
+    remaining, adopted = [], 0
+    for r in rows:
+        ids = stand_ins.get(r["release_id"])
+        if not ids:
+            remaining.append(r)
+            continue
+        item_id = ids.pop(0)
+        conn.execute(items_t.update().where(items_t.c.id == item_id).values(
+            instance_id=r["instance_id"], source="discogs", folder_id=r["folder_id"],
+            cover_url=sa.func.coalesce(items_t.c.cover_url, r["cover_url"]),
+            thumb_url=sa.func.coalesce(items_t.c.thumb_url, r["thumb_url"])))
+        adopted += 1
+    return remaining, adopted
+
+
 def _save(rows):
     """Insert new items and link them to albums (created when missing), in one transaction."""
     if not rows:
         return 0
     with db.engine.begin() as conn:
+        rows, adopted = _adopt_uploaded(conn, rows)  # counted with the added: new to the sync
+        if not rows:
+            return adopted
         album_ids, _ = ensure_albums(conn, [(r["artist"], r["title"], r["cover_url"]) for r in rows],
                                      image_source="discogs")
         for r in rows:
             r["album_id"] = album_ids[(name_key(r["artist"]), name_key(r["title"]))]
-        return len(insert_ignoring_conflicts(conn, items_t, rows, returning=[items_t.c.id]))
+        return adopted + len(insert_ignoring_conflicts(conn, items_t, rows, returning=[items_t.c.id]))

@@ -38,8 +38,8 @@ from ..errors import UnrecognizedFile
 from . import lastfm_csv
 from .lastfm_csv import RowError
 
-__all__ = ["FileError", "FormatInfo", "KINDS", "Play", "RowError", "SKIP_REASONS", "Skip", "UnrecognizedFile",
-           "detect_format", "open_reader", "sniff_encoding"]
+__all__ = ["FileError", "FormatInfo", "KINDS", "LastfmReader", "Play", "RowError", "SKIP_REASONS", "Skip",
+           "UnrecognizedFile", "detect_format", "open_reader", "sniff_encoding"]
 
 SNIFF_BYTES = 64 * 1024
 CHUNK_CHARS = 64 * 1024
@@ -384,7 +384,7 @@ def detect_format(path, name=None):
     if text.startswith("["):
         kind = _json_array_kind(text, whole, name)
     elif text.startswith("{"):
-        kind = _json_lines_kind(text, name)
+        kind = _json_lines_kind(text, whole, name)
     else:
         return _csv_format(path, name, text, encoding, suffix)
     return FormatInfo(kind, KINDS[kind] + suffix, encoding)
@@ -430,13 +430,26 @@ def _json_array_kind(text, whole, name):
     raise _unrecognized(name, f"it is a JSON array of objects with the fields {_fields(first)}")
 
 
-def _json_lines_kind(text, name):
-    try:
-        first, _ = _DECODER.raw_decode(text, 0)
-    except RecursionError:
-        raise _unrecognized(name, "its JSON is nested too deeply to be an export") from None
-    except ValueError as exc:
-        raise _unrecognized(name, f"it starts like JSON but is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+def _json_lines_kind(text, whole, name):
+    """JSON lines: the first line that parses decides (a broken first line does not hide the rest)."""
+    lines = text.splitlines()
+    if not whole and len(lines) > 1:
+        lines.pop()  # the sniffed head may cut the last line
+    first, error = None, None
+    for line in lines[:50]:
+        if not line.strip():
+            continue
+        try:
+            first = json.loads(line)
+        except RecursionError:
+            error = "its JSON is nested too deeply to be an export"
+            continue
+        except ValueError as exc:
+            error = f"it starts like JSON but is not valid JSON ({getattr(exc, 'msg', exc)})"
+            continue
+        break
+    if not isinstance(first, dict):
+        raise _unrecognized(name, error or "it starts like JSON but holds no JSON object")
     if "listened_at" in first and "track_metadata" in first:
         return "listenbrainz_jsonl"
     if "username" in first and "user_id" in first:

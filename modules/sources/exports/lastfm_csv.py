@@ -69,7 +69,10 @@ def detect(path, name=None):
     text = head.decode("utf-8-sig", errors="replace")
     if len(head) == SNIFF_BYTES:  # drop a possibly cut last line
         text = text.rsplit("\n", 1)[0]
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
+    except csv.Error as exc:  # e.g. bare \r line ends, a field over csv's size limit
+        raise UnrecognizedFile(f"{name} is text the CSV reader cannot split into rows ({exc}); {EXPECTED}") from None
     if not rows:
         raise UnrecognizedFile(f"{name} has no rows; {EXPECTED}")
     first = [cell.strip().lower() for cell in rows[0]]
@@ -153,7 +156,7 @@ class Reader:
             raise RowError("no timestamp (a now-playing row is not a listen)")
         try:
             played_at = int(float(uts))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise RowError(f"unreadable timestamp {uts!r}") from None
         if played_at <= 0:
             raise RowError(f"impossible timestamp {uts!r}")
