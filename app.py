@@ -42,7 +42,7 @@ def create_app(config=None):
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)
     with app.app_context():
-        store = make_store(settings["PROGRESS_STORE"], engine=db_module.db.engine,
+        store = make_store(settings["PROGRESS_STORE"], engine=db_module.db.engine, redis_url=settings["REDIS_URL"],
                            **({"poll_interval": settings["PROGRESS_POLL_INTERVAL"]}
                               if settings["PROGRESS_STORE"] == "database" else {}))
     app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner("thread")}

@@ -29,7 +29,8 @@ SETTINGS = {
     "DATABASE_URL": (None, None, str, "SQLAlchemy URL; default: SQLite file `sillon.db` in the instance folder"),
     "SECRET_KEY": (None, None, str, "Flask session key; default: generated once, kept in `instance/secret_key`"),
     "INSTANCE_PATH": (None, None, str, "Folder for the SQLite database, secret key and uploads; default `./instance`"),
-    "PROGRESS_STORE": (None, "database", str, "`database` (every process sees every job) or `memory` (one process)"),
+    "PROGRESS_STORE": (None, "database", str, "`database` (every process sees every job), `redis` (snapshots in Redis, changes on pub/sub) or `memory` (one process)"),
+    "REDIS_URL": (None, "redis://127.0.0.1:6379/0", str, "Redis for PROGRESS_STORE=redis and the Celery broker"),
     "PROGRESS_POLL_INTERVAL": (None, 0.1, float, "Seconds between checks for progress published by other processes"),
     "PROGRESS_PUBLISH_INTERVAL": (None, 0.1, float, "Minimum seconds between two publishes of one job's progress"),
     "SSE_HEARTBEAT_SECONDS": (None, 15.0, float, "Seconds between heartbeat comments on an idle event stream"),
@@ -68,7 +69,7 @@ SETTINGS = {
 }
 
 SECRET_SETTINGS = frozenset({"SECRET_KEY", "LASTFM_API_KEY", "LASTFM_API_SECRET", "DISCOGS_TOKEN",
-                             "SPOTIFY_CLIENT_SECRET", "AI_API_KEY", "DATABASE_URL"})
+                             "SPOTIFY_CLIENT_SECRET", "AI_API_KEY", "DATABASE_URL", "REDIS_URL"})
 
 
 def _from_json(data, dotted):

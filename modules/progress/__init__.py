@@ -12,12 +12,18 @@ __all__ = ["ProgressTracker", "MemoryStore", "DatabaseStore", "snapshots_table",
            "COMPLETED", "ERROR", "CANCELLED", "INTERRUPTED"]
 
 
-def make_store(kind, engine=None, **options):
-    """Build the store named by configuration: 'memory' or 'database'."""
+def make_store(kind, engine=None, redis_url=None, **options):
+    """Build the store named by configuration: 'memory', 'database' or 'redis'."""
     if kind == "memory":
         return MemoryStore()
     if kind == "database":
         if engine is None:
             raise ValueError("the database progress store needs an engine")
         return DatabaseStore(engine, **options)
-    raise ValueError(f"unknown progress store {kind!r}: use 'memory' or 'database'")
+    if kind == "redis":
+        from .redis_store import RedisStore  # redis is only needed when chosen
+
+        if not redis_url:
+            raise ValueError("the redis progress store needs REDIS_URL")
+        return RedisStore(redis_url)
+    raise ValueError(f"unknown progress store {kind!r}: use 'memory', 'database' or 'redis'")

@@ -1,0 +1,94 @@
+"""RedisStore: snapshots in a Redis hash, changes on one pub/sub channel.
+
+Each process keeps ONE subscriber connection (to one channel for every job) and fans each change
+out to its own open streams through the in-process Fanout, so the number of Redis connections
+follows the number of processes, never the number of browsers. A snapshot only moves forward:
+an older version never overwrites a newer one (checked atomically in Redis).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from .store import Fanout
+
+log = logging.getLogger(__name__)
+CHANNEL = "sillon:progress"
+KEY = "sillon:progress:{}"
+TTL_SECONDS = 30 * 86400  # finished jobs' live snapshots expire; the job history stays in the database
+
+# KEYS[1] = hash; ARGV = version, snapshot json, ttl, channel. Store and announce only if newer.
+_PUBLISH = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if tonumber(ARGV[1]) < current then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'snapshot', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1
+"""
+
+
+class RedisStore:
+    def __init__(self, url, client=None):
+        import redis
+
+        self.url = url
+        self.redis = client or redis.Redis.from_url(url, health_check_interval=30)
+        self._publish = self.redis.register_script(_PUBLISH)
+        self.fanout = Fanout()
+        self._listener = None
+        self._listener_lock = threading.Lock()
+        self._stopped = False
+        self.listening = threading.Event()  # set once the subscriber connection is subscribed
+
+    def publish(self, snapshot):
+        text = json.dumps(snapshot)
+        self._publish(keys=[KEY.format(snapshot["id"])], args=[snapshot["version"], text, TTL_SECONDS, CHANNEL])
+        self.fanout.deliver(snapshot)  # this process's streams need not wait for the round trip
+
+    def get(self, job_id):
+        text = self.redis.hget(KEY.format(job_id), "snapshot")
+        return json.loads(text) if text else None
+
+    def subscribe(self, job_id):
+        sub = self.fanout.subscribe(job_id)
+        self._ensure_listener()
+        return sub
+
+    def close(self):
+        self._stopped = True
+
+    def _ensure_listener(self):
+        with self._listener_lock:
+            if self._listener is None or not self._listener.is_alive():
+                self.listening.clear()
+                self._listener = threading.Thread(target=self._listen, name="progress-redis-listener", daemon=True)
+                self._listener.start()
+
+    def _listen(self):
+        """One pub/sub connection per process; reconnects after a Redis outage."""
+        while not self._stopped:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANNEL)
+                self.listening.set()
+                while not self._stopped:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        snapshot = json.loads(message["data"])
+                    except (TypeError, ValueError):
+                        continue
+                    self.fanout.deliver(snapshot)
+            except Exception:  # noqa: BLE001 - Redis went away: streams keep their last state; retry
+                self.listening.clear()
+                log.exception("progress subscriber lost its Redis connection; reconnecting")
+                time.sleep(1.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: BLE001
+                    pass
