@@ -41,11 +41,13 @@ def create_app(config=None):
     )
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)
+    if settings["JOB_RUNNER"] == "celery" and settings["PROGRESS_STORE"] == "memory":
+        raise RuntimeError("JOB_RUNNER=celery needs a shared progress store: PROGRESS_STORE=redis or database")
     with app.app_context():
         store = make_store(settings["PROGRESS_STORE"], engine=db_module.db.engine, redis_url=settings["REDIS_URL"],
                            **({"poll_interval": settings["PROGRESS_POLL_INTERVAL"]}
                               if settings["PROGRESS_STORE"] == "database" else {}))
-    app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner("thread")}
+    app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner(settings["JOB_RUNNER"], settings=settings)}
     init_web(app)
     cli_module.init_app(app)
     with app.app_context():
@@ -63,8 +65,19 @@ def _module_app():
     return create_app()
 
 
+def _module_celery():
+    # `celery -A app.celery worker`: the Celery app, configured from the same settings; each
+    # worker process builds its Flask app (create_app) once, on its first job.
+    from modules.jobs.celery_app import configure
+
+    return configure(config_module.load_settings(root=ROOT), app_factory=create_app)
+
+
 def __getattr__(name):
     if name == "app":
         value = globals()["app"] = _module_app()
+        return value
+    if name == "celery":
+        value = globals()["celery"] = _module_celery()
         return value
     raise AttributeError(name)

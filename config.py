@@ -31,6 +31,10 @@ SETTINGS = {
     "INSTANCE_PATH": (None, None, str, "Folder for the SQLite database, secret key and uploads; default `./instance`"),
     "PROGRESS_STORE": (None, "database", str, "`database` (every process sees every job), `redis` (snapshots in Redis, changes on pub/sub) or `memory` (one process)"),
     "REDIS_URL": (None, "redis://127.0.0.1:6379/0", str, "Redis for PROGRESS_STORE=redis and the Celery broker"),
+    "JOB_RUNNER": (None, "thread", str, "`thread` (jobs run in the server's processes) or `celery` (jobs run in Celery workers: `celery -A app.celery worker`)"),
+    "CELERY_BROKER_URL": (None, None, str, "Celery broker for JOB_RUNNER=celery; default: REDIS_URL"),
+    "CELERY_QUEUE": (None, "sillon", str, "Celery queue the jobs are sent to and the workers consume"),
+    "CELERY_VISIBILITY_TIMEOUT": (None, 3600, int, "Redis broker: seconds before a job taken by a worker that died is delivered again"),
     "PROGRESS_POLL_INTERVAL": (None, 0.1, float, "Seconds between checks for progress published by other processes"),
     "PROGRESS_PUBLISH_INTERVAL": (None, 0.1, float, "Minimum seconds between two publishes of one job's progress"),
     "SSE_HEARTBEAT_SECONDS": (None, 15.0, float, "Seconds between heartbeat comments on an idle event stream"),
@@ -69,7 +73,8 @@ SETTINGS = {
 }
 
 SECRET_SETTINGS = frozenset({"SECRET_KEY", "LASTFM_API_KEY", "LASTFM_API_SECRET", "DISCOGS_TOKEN",
-                             "SPOTIFY_CLIENT_SECRET", "AI_API_KEY", "DATABASE_URL", "REDIS_URL"})
+                             "SPOTIFY_CLIENT_SECRET", "AI_API_KEY", "DATABASE_URL", "REDIS_URL",
+                             "CELERY_BROKER_URL"})
 
 
 def _from_json(data, dotted):

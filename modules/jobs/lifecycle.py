@@ -31,6 +31,14 @@ ACTIVE = (QUEUED, RUNNING)
 INTERRUPTED_MESSAGE = ("The process running this job stopped (server restarted or killed). "
                        "Everything saved before that is kept; resume the job to continue from its last checkpoint.")
 
+# Owner of a job handed to Celery and still waiting in the broker: no process runs it yet, so
+# the reaper leaves it alone and the worker that receives it claims it (see celery_app.claim).
+BROKER_OWNER = "celery:queued"
+# "celery@" in Celery worker processes: the owner of a job a worker runs is then never taken for
+# a server process of this host, whose dead pid would mark the job interrupted at once, while the
+# broker is about to deliver it again to another worker.
+OWNER_PREFIX = ""
+
 # Trackers of the jobs this process runs, for cancel and heartbeat.
 _local = {}
 _local_lock = threading.Lock()
@@ -46,7 +54,7 @@ def settings():
 
 def _owner():
     # Recomputed per call: gunicorn forks workers after import, so the pid at import is the master's.
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{OWNER_PREFIX}{socket.gethostname()}:{os.getpid()}"
 
 
 def new_tracker(job_id, kind, initial_version=0):
@@ -102,9 +110,11 @@ def _queue(job_id, kind, initial_version):
     tracker = new_tracker(job_id, kind, initial_version)
     tracker.set_message("Queued")
     tracker.flush()
-    with _local_lock:
-        _local[job_id] = tracker
-    current_app.extensions["sillon"]["runner"].submit(current_app._get_current_object(), job_id)
+    runner = current_app.extensions["sillon"]["runner"]
+    if not getattr(runner, "remote", False):  # a Celery worker builds its own tracker
+        with _local_lock:
+            _local[job_id] = tracker
+    runner.submit(current_app._get_current_object(), job_id)
 
 
 _gc_frozen = False
@@ -184,6 +194,8 @@ def cancel_job(job_id):
         raise JobNotFound(job_id)
     if job.status in FINAL_STATUSES:
         return job.status
+    if job.status == QUEUED and job.owner == BROKER_OWNER and _cancel_in_broker(job_id):
+        return CANCELLED
     job.cancel_requested = True
     db.session.commit()
     with _local_lock:
@@ -191,6 +203,23 @@ def cancel_job(job_id):
     if tracker is not None:
         tracker.request_cancel()
     return "cancelling"
+
+
+def _cancel_in_broker(job_id):
+    """End a job still waiting in the Celery broker (no worker runs it): the task that arrives later does nothing."""
+    message = "Cancelled before it started."
+    updated = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status == QUEUED, Job.owner == BROKER_OWNER)
+        .values(status=CANCELLED, active_kind=None, cancel_requested=True, message=message, finished_at=time.time())
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if updated.rowcount != 1:
+        return False  # a worker claimed it meanwhile: it hears the cancel through its heartbeat
+    snap = store().get(job_id)
+    if snap is not None and snap["status"] not in FINAL_STATUSES:
+        snap.update(status=CANCELLED, message=message, version=snap["version"] + 1, eta_seconds=None, rate=0.0)
+        store().publish(snap)
+    return True
 
 
 def reap_stale_jobs(now=None):
@@ -202,6 +231,8 @@ def reap_stale_jobs(now=None):
     host = socket.gethostname()
     dead = []
     for job_id, owner, beat in candidates:
+        if owner == BROKER_OWNER:
+            continue
         with _local_lock:
             if job_id in _local:
                 continue

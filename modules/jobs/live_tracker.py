@@ -66,15 +66,16 @@ def tracker_status():
     last = job or db.session.execute(
         sa.select(Job).where(Job.kind == KIND).order_by(Job.created_at.desc()).limit(1)).scalar()
     state = (last.checkpoint or {}) if last else {}
+    running = job is not None and not job.cancel_requested
     return {
-        "running": job is not None and not job.cancel_requested,
+        "running": running,
         "enabled": bool(preferences.get(ENABLED_KEY, False)),
         "job_id": last.id if last else None,
         "interval_seconds": interval_seconds(settings()),
         "last_track": state.get("last_track"),
-        "now_playing": state.get("now_playing") if job is not None else None,
+        "now_playing": state.get("now_playing") if running else None,
         "last_poll_at": utc_iso(state.get("last_poll_at")),
-        "next_poll_at": utc_iso(state.get("next_poll_at")) if job is not None else None,
+        "next_poll_at": utc_iso(state.get("next_poll_at")) if running else None,
         "last_error": state.get("last_error") or (last.message if last and last.status == "error" else None),
         "imported": state.get("imported", 0),
     }

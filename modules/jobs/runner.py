@@ -2,6 +2,9 @@
 
 ThreadRunner (the default) runs each job in a thread of this process: under gunicorn's gevent
 workers that thread is a greenlet, which is why job code calls `ctx.check()` between batches.
+
+CeleryRunner (JOB_RUNNER=celery) sends the job's id to a Celery queue; a worker
+(`celery -A app.celery worker`) claims the job and runs the same job code (celery_app.run_job).
 """
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import threading
 
 
 class ThreadRunner:
+    remote = False
+
     def __init__(self):
         self.threads = {}
 
@@ -29,7 +34,40 @@ class ThreadRunner:
                 self.threads.pop(job_id, None)
 
 
-def make_runner(name):
+class CeleryRunner:
+    """Jobs run in Celery workers; this process only records them and sends their ids."""
+
+    remote = True  # the tracker lives in the worker, not in this process
+
+    def __init__(self, settings):
+        from . import celery_app
+
+        self.celery = celery_app.configure(settings)
+        self.queue = settings["CELERY_QUEUE"]
+
+    def submit(self, app, job_id):
+        import sqlalchemy as sa
+
+        from ..db import db
+        from ..models import Job
+        from . import celery_app
+        from .lifecycle import BROKER_OWNER, QUEUED
+
+        # Waiting in the broker: no process of ours owns it, so no reaper marks it interrupted.
+        db.session.execute(sa.update(Job).where(Job.id == job_id, Job.status == QUEUED)
+                           .values(owner=BROKER_OWNER).execution_options(synchronize_session=False))
+        db.session.commit()
+        return celery_app.run_job.apply_async(args=[job_id], queue=self.queue)
+
+    def join(self, job_id, timeout=None):
+        """Jobs run elsewhere: nothing to join (poll the job's snapshot instead)."""
+
+
+def make_runner(name, settings=None):
     if name == "thread":
         return ThreadRunner()
-    raise ValueError(f"unknown job runner {name!r}: use 'thread'")
+    if name == "celery":
+        if settings is None:
+            raise ValueError("the celery job runner needs the app's settings")
+        return CeleryRunner(settings)
+    raise ValueError(f"unknown job runner {name!r}: use 'thread' or 'celery'")

@@ -1,0 +1,246 @@
+"""Scaled out for real: two gunicorn workers, two Celery workers, Redis and PostgreSQL.
+
+JOB_RUNNER=celery, PROGRESS_STORE=redis, a fresh PostgreSQL database migrated for this module and
+dropped after it, and a Celery queue of its own (no stale task in Redis reaches these workers).
+Under CI=true a service that is down fails the module; elsewhere it skips it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import ROOT, Server, base_environ
+from tests.test_streams_server import (
+    EventStream,
+    assert_ordered,
+    end_active_jobs,
+    events_of,
+    generated_csv,
+    http,
+    listens_total,
+    snapshot,
+)
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+REDIS_URL = "redis://127.0.0.1:6379/13"
+ROWS = 20000
+
+
+def _unavailable(what, exc):
+    message = f"{what} is not reachable ({exc}); the scale-out tests need it running"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: not skipping)", pytrace=False)
+    pytest.skip(message)
+
+
+def _check_services():
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        _unavailable("Redis on 127.0.0.1:6379", exc)
+    try:
+        import psycopg
+
+        psycopg.connect(dbname="postgres", connect_timeout=3, **PG).close()
+    except Exception as exc:  # noqa: BLE001
+        _unavailable("PostgreSQL on 127.0.0.1:5432", exc)
+
+
+def _admin(sql):
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        conn.execute(sql)
+
+
+class CeleryWorker:
+    """`celery -A app.celery worker -P solo`: one process, one job at a time."""
+
+    def __init__(self, name, env, log_dir):
+        self.log_path = log_dir / f"celery-{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "app.celery", "worker", "-P", "solo", "--concurrency=1",
+             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while b" ready." not in self.log_path.read_bytes():
+            assert self.proc.poll() is None, f"celery worker exited: {self.log()}"
+            assert time.monotonic() < deadline, f"celery worker not ready in 30 s: {self.log()}"
+            time.sleep(0.1)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+class Cluster:
+    def __init__(self, tmp, env):
+        self.tmp, self.env = tmp, env
+        self.server = Server(tmp, workers=2, env=env)
+        self.workers = [self.start_worker() for _ in range(2)]
+
+    def start_worker(self):
+        env = {**os.environ, **base_environ(self.tmp), "PYTHONPATH": str(ROOT), **self.env}
+        return CeleryWorker(f"w{uuid.uuid4().hex[:6]}", env, self.tmp)
+
+    def alive(self):
+        return [w for w in self.workers if w.proc.poll() is None]
+
+    def job_row(self, job_id):
+        import psycopg
+
+        with psycopg.connect(dbname=self.env["_DB"], **PG) as conn:
+            return conn.execute("SELECT status, owner FROM jobs WHERE id = %s", (job_id,)).fetchone()
+
+    def logs(self):
+        return "\n".join([self.server.log()] + [w.log() for w in self.workers])
+
+    def stop(self):
+        self.server.stop()
+        for w in self.workers:
+            w.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    _check_services()
+    tag = uuid.uuid4().hex[:10]
+    name = f"sillon_scale_{tag}"
+    tmp = tmp_path_factory.mktemp("scale")
+    _admin(f'CREATE DATABASE "{name}"')
+    env = {"DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", "_DB": name,
+           "PROGRESS_STORE": "redis", "REDIS_URL": REDIS_URL, "JOB_RUNNER": "celery",
+           "CELERY_QUEUE": f"sillon-test-{tag}", "CELERY_VISIBILITY_TIMEOUT": "3",
+           "JOB_HEARTBEAT_SECONDS": "0.5", "JOB_STALE_SECONDS": "20", "SSE_HEARTBEAT_SECONDS": "0.5",
+           "IMPORT_BATCH_SIZE": "200", "TRACKER_AUTOSTART": "false"}
+    made = None
+    try:
+        migrate_env = {**os.environ, **base_environ(tmp), "DATABASE_URL": env["DATABASE_URL"]}
+        done = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app()", "db", "upgrade"],
+                              cwd=ROOT, env=migrate_env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"migrations failed on PostgreSQL: {done.stderr[-3000:]}"
+        made = Cluster(tmp, env)
+        yield made
+    finally:
+        if made is not None:
+            try:
+                end_active_jobs(made.server.url)
+            finally:
+                made.stop()
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def upload(url, name, data):
+    r = http.post(f"{url}/api/v1/imports", files=[("files", (name, data))], timeout=30)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def test_two_starts_at_once_give_one_job_and_one_409(cluster):
+    url = cluster.server.url
+    barrier, answers = threading.Barrier(2), []
+
+    def start():
+        barrier.wait()
+        # Connection: close on each request, so gunicorn hands them to its two workers as they come.
+        r = http.post(f"{url}/api/v1/diagnostics/progress-check", params={"duration": 30, "rate": 5}, timeout=10)
+        answers.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert sorted(code for code, _ in answers) == [202, 409], answers
+    assert answers[0][1]["job_id"] == answers[1][1]["job_id"]
+    job_id = answers[0][1]["job_id"]
+    deadline = time.monotonic() + 15
+    while snapshot(url, job_id)["status"] != "running":
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.05)
+    status, owner = cluster.job_row(job_id)
+    assert status == "running" and owner.startswith("celery@"), owner  # run by a Celery worker
+    end_active_jobs(url)
+
+
+def test_an_import_is_streamed_in_order_with_the_right_data(cluster):
+    url = cluster.server.url
+    before = listens_total(url)
+    job = upload(url, "big.csv", generated_csv(ROWS, "Streamed Artist"))
+    with EventStream(url + job["events_url"], read_timeout=10) as stream:
+        events = events_of(stream.read_to_end(timeout=60))
+    progress, done = assert_ordered(events)
+    assert done["data"]["status"] == "completed", cluster.logs()
+    assert done["data"]["redirect_url"] == "/journal"
+    saving = [e["data"]["done"] for e in progress if e["data"]["current_step"] == "save"]
+    assert len(saving) >= 5 and saving == sorted(saving) and saving[-1] <= ROWS
+    last = progress[-1]["data"]
+    assert last["result"]["imported"] == ROWS and last["result"]["skipped"] == 0 and last["result"]["errors"] == 0
+    assert last["counters"]["imported"] == ROWS
+    assert listens_total(url) == before + ROWS
+    assert cluster.job_row(job["job_id"])[1].startswith("celery@")
+
+
+def test_a_killed_worker_leaves_the_import_to_the_other_with_nothing_lost_or_doubled(cluster):
+    url = cluster.server.url
+    assert len(cluster.alive()) == 2
+    before = listens_total(url)
+    job = upload(url, "killed.csv", generated_csv(ROWS, "Killed Artist", start=(2015, 1, 1)))
+    job_id = job["job_id"]
+    deadline = time.monotonic() + 30
+    while True:
+        snap = snapshot(url, job_id)
+        if snap["current_step"] == "save" and snap["done"] > 0:
+            break
+        assert snap["status"] in ("queued", "running"), (snap, cluster.logs())
+        assert time.monotonic() < deadline, "the import never reached its save step"
+        time.sleep(0.02)
+    status, owner = cluster.job_row(job_id)
+    pid = int(owner.rpartition(":")[2])
+    victim = next(w for w in cluster.workers if w.pid == pid)
+    victim.kill()
+    seen = snapshot(url, job_id)
+    saved = listens_total(url) - before
+    assert 0 < saved < ROWS, f"not killed mid-way: {saved} of {ROWS} listens saved"
+
+    # The broker delivers the job again (visibility timeout 3 s); the other worker sees the owner's
+    # pid is dead, takes the job over and goes on from its checkpoint: no interruption in between.
+    with EventStream(url + job["events_url"], last_event_id=seen["version"], read_timeout=15) as stream:
+        events = events_of(stream.read_to_end(timeout=60))
+    progress, done = assert_ordered(events)
+    assert done["data"]["status"] == "completed", cluster.logs()
+    assert all(e["data"]["status"] in ("running", "completed") for e in progress)
+    result = progress[-1]["data"]["result"]
+    assert result["imported"] == ROWS and result["skipped"] == 0 and result["errors"] == 0
+    assert listens_total(url) == before + ROWS
+    status, new_owner = cluster.job_row(job_id)
+    assert status == "completed" and new_owner != owner and new_owner.startswith("celery@")
+    survivor = next(w for w in cluster.workers if w is not victim)
+    assert new_owner.endswith(f":{survivor.pid}")
