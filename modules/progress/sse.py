@@ -23,6 +23,22 @@ def format_event(data, event=None, event_id=None):
     return "\n".join(lines) + "\n\n"
 
 
+_encoded = {}  # job_id -> (version, event text): every stream of a job sends the same event
+_ENCODED_MAX = 256
+
+
+def _progress_event(snap):
+    """The `progress` event for a snapshot, encoded once for all the streams of its job."""
+    cached = _encoded.get(snap["id"])
+    if cached is not None and cached[0] == snap["version"]:
+        return cached[1]
+    text = format_event(snap, "progress", snap["version"])
+    if len(_encoded) >= _ENCODED_MAX:
+        _encoded.clear()
+    _encoded[snap["id"]] = (snap["version"], text)
+    return text
+
+
 def parse_last_event_id(value):
     try:
         return int(value) if value not in (None, "") else None
@@ -60,7 +76,7 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
                     continue
             snap = newer
             last = snap["version"]
-            yield format_event(snap, "progress", last)
+            yield _progress_event(snap)
         yield format_event({"status": snap["status"], "redirect_url": snap.get("redirect_url"),
                             "message": snap.get("message"), "version": snap["version"]}, "done", snap["version"])
     finally:
