@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := app:create_app()
 
-.PHONY: run test bench migrate lint browsers clean
+.PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -19,8 +19,23 @@ migrate: $(STAMP)
 run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
+# gunicorn and two Celery workers (Procfile), for PROGRESS_STORE=redis JOB_RUNNER=celery and a
+# PostgreSQL DATABASE_URL: see "Running scaled out" in the README.
+run-scaled: migrate
+	$(BIN)/honcho start
+
+# The whole suite on SQLite, then again on PostgreSQL (SILLON_TEST_DATABASE=postgresql: a server on
+# 127.0.0.1:5432, user postgres, or TEST_DATABASE_URL=postgresql+psycopg://user@host:port). The
+# PostgreSQL pass fails, never skips, when the server cannot be reached.
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	SILLON_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-sqlite: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	SILLON_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

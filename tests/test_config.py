@@ -38,8 +38,25 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
-def test_app_uses_sqlite_in_instance_folder_by_default(app):
+def test_app_uses_sqlite_in_instance_folder_by_default(tmp_path):
+    # Built without the test fixtures' DATABASE_URL (which points at PostgreSQL in that pass).
+    from app import create_app
+    from tests.conftest import base_environ
+
+    app = create_app({"ENVIRON": base_environ(tmp_path / "instance")})
     assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{Path(app.instance_path) / 'sillon.db'}"
+    with app.app_context():
+        from modules.db import db
+        db.engine.dispose()
+
+
+def test_app_uses_database_url_when_set(tmp_path):
+    from app import create_app
+    from tests.conftest import base_environ
+
+    url = "postgresql+psycopg://sillon@db.example:5432/sillon"
+    app = create_app({"ENVIRON": {**base_environ(tmp_path / "instance"), "DATABASE_URL": url}})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == url
 
 
 def test_readme_settings_table_lists_every_setting():

@@ -193,8 +193,8 @@ def test_unknown_job_ends_at_once(store):
     assert store.fanout.count() == 0
 
 
-def test_stream_over_the_database_from_another_process(tmp_path):
-    url = f"sqlite:///{tmp_path / 'progress.db'}"
+def test_stream_over_the_database_from_another_process(database_url):
+    url = database_url
     web_engine, job_engine = sa.create_engine(url), sa.create_engine(url)
     store_module.metadata.create_all(web_engine)
     web_worker = DatabaseStore(web_engine, poll_interval=0.02)

@@ -1,4 +1,4 @@
-"""Progress stores: MemoryStore and DatabaseStore (SQLite file), subscriptions and the fanout."""
+"""Progress stores: MemoryStore and DatabaseStore (SQLite or PostgreSQL), subscriptions and the fanout."""
 import sys
 import threading
 import time
@@ -17,8 +17,8 @@ def snap(version, job_id="job-1", status="running", **extra):
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'progress.db'}")
+def engine(database_url):
+    engine = sa.create_engine(database_url)  # a fresh SQLite file, or PostgreSQL database in that pass
     store_module.metadata.create_all(engine)
     yield engine
     engine.dispose()

@@ -28,6 +28,10 @@ from tests.test_streams_server import (
     snapshot,
 )
 
+# Uses PostgreSQL, Redis and Celery itself, whichever database the suite runs on: run once, in
+# the PostgreSQL pass.
+pytestmark = pytest.mark.postgresql_only
+
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS_URL = "redis://127.0.0.1:6379/13"
 ROWS = 20000
