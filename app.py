@@ -20,6 +20,15 @@ __version__ = VERSION
 log = logging.getLogger("sillon")
 
 
+def engine_options(url):
+    options = {"pool_pre_ping": True}
+    if not url or url.startswith("sqlite"):
+        # sqlite3 keeps 128 prepared statements per connection; batch SQL varies in length, so
+        # they pile up (~50 MB over a large import). A few are all the app reuses.
+        options["connect_args"] = {"cached_statements": 16}
+    return options
+
+
 def create_app(config=None):
     """Build the app from settings (environment, config.json, defaults), overridden by `config`."""
     config = dict(config or {})
@@ -33,7 +42,7 @@ def create_app(config=None):
     app.config.update(
         SECRET_KEY=settings["SECRET_KEY"] or config_module.secret_key(instance),
         SQLALCHEMY_DATABASE_URI=settings["DATABASE_URL"] or f"sqlite:///{instance / 'sillon.db'}",
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings["DATABASE_URL"]),
         MAX_CONTENT_LENGTH=settings["MAX_UPLOAD_MB"] * 1024 * 1024,
         MIGRATIONS_DIR=ROOT / "migrations",
         UPLOAD_DIR=instance / "uploads",

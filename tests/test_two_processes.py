@@ -176,7 +176,7 @@ def test_resume_waits_for_the_running_job_of_its_kind(two):
         assert r.status_code == 409, f"{r.status_code} {r.text[:200]}"
         assert r.json()["job_id"] == running["job_id"]
     assert snapshot(b.url, old["job_id"])["status"] == "cancelled"  # left as it was
-    assert snapshot(b.url, running["job_id"])["status"] == "running"
+    assert wait_status(b.url, running["job_id"], statuses={"running"})["status"] == "running"
 
 
 def test_a_killed_import_resumes_on_the_other_process_with_nothing_lost_or_doubled(two, tmp_path, migrated_template):

@@ -18,7 +18,7 @@ from ..db import db
 from ..models import Job, Listen
 from ..sources import lastfm
 from ..sources.errors import SourceError
-from .listens import write_plays
+from .listens import IdCache, write_plays
 
 STEPS = (("connect", "Connect to Last.fm", 0.2), ("count", "Count listens", 0.2),
          ("fetch", "Fetch and save batches", 5.0), ("finish", "Finish", 0.1))
@@ -138,6 +138,7 @@ def import_lastfm_history(ctx):
     tracker.incr("total_batches", total_batches)
     tracker.complete_step("count", f"{to_fetch:,} listens in {total_batches:,} batches of {lastfm.PAGE_SIZE}")
 
+    ctx.ids = IdCache()  # one writer: the job's own thread
     tracker.start_step("fetch", f"batch {state['batches'] + 1}/{total_batches}")
     tracker.set_total(to_fetch)
     tracker.advance(min(state["imported"] + state["skipped"], to_fetch))
@@ -224,7 +225,7 @@ def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
 
 def _save_page(ctx, state, scrobbles, page):
     with db.engine.begin() as conn:
-        outcome = write_plays(conn, scrobbles, source=SOURCE, job_id=ctx.job_id)
+        outcome = write_plays(conn, scrobbles, source=SOURCE, job_id=ctx.job_id, cache=ctx.ids)
         new_state = {**state, "imported": state["imported"] + outcome.imported,
                      "skipped": state["skipped"] + outcome.skipped,
                      "new_albums": state["new_albums"] + outcome.new_albums,

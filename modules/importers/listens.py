@@ -76,14 +76,40 @@ def _drop_cross_source_duplicates(conn, unique, source, result):
             result.cross_source += 1
 
 
-def _ensure(conn, table, key_cols, rows_by_key):
+class IdCache:
+    """Ids of artists, albums and tracks a job has already found or created, so each batch only
+    asks the database about names it has not seen. Valid for the job's life: nothing in the app
+    deletes these rows. One per job, used under its write lock."""
+
+    def __init__(self):
+        self.by_table = {}
+
+    def for_table(self, table):
+        return self.by_table.setdefault(table.name, {})
+
+
+def _ensure(conn, table, key_cols, rows_by_key, cache=None):
     """Ids for every key in `rows_by_key` ({key tuple: row}), inserting the missing rows.
 
     Returns ({key: id}, rows created). Two-column keys are looked up with one IN per column and
-    matched here: SQLite searches its index that way, where a tuple IN scans it whole.
+    matched here (SQLite probes its index for each pair of values instead of scanning it whole);
+    keys already in the job's `cache` are not asked about at all.
     """
     if not rows_by_key:
         return {}, 0
+    known = cache.for_table(table) if cache is not None else {}
+    ids = {k: known[k] for k in rows_by_key if k in known}
+    if len(ids) == len(rows_by_key):
+        return ids, 0
+    rows_by_key = {k: v for k, v in rows_by_key.items() if k not in ids}
+    found, created = _ensure_in_database(conn, table, key_cols, rows_by_key)
+    if cache is not None:
+        known.update(found)
+    ids.update(found)
+    return ids, created
+
+
+def _ensure_in_database(conn, table, key_cols, rows_by_key):
     cols = [table.c[c] for c in key_cols]
 
     def lookup(keys):
@@ -113,9 +139,9 @@ def _ensure(conn, table, key_cols, rows_by_key):
     return ids, created
 
 
-def write_plays(conn, plays, source, job_id=None):
+def write_plays(conn, plays, source, job_id=None, cache=None):
     """Store a batch of plays (objects with played_at, artist, album, title, and optionally
-    duration_ms and image_url) in the caller's transaction."""
+    duration_ms and image_url) in the caller's transaction. `cache`: the job's IdCache."""
     result = BatchResult()
     unique = {}
     for p in plays:
@@ -132,7 +158,7 @@ def write_plays(conn, plays, source, job_id=None):
     artist_rows = {}
     for (_, akey, _), p in unique.items():
         artist_rows.setdefault((akey,), {"name": p.artist, "name_key": akey})
-    artist_ids, _ = _ensure(conn, artists_t, ["name_key"], artist_rows)
+    artist_ids, _ = _ensure(conn, artists_t, ["name_key"], artist_rows, cache)
 
     album_rows, track_rows = {}, {}
     for (_, akey, tkey), p in unique.items():
@@ -143,8 +169,8 @@ def write_plays(conn, plays, source, job_id=None):
                                                       "needs_enrichment": True,
                                                       "image_url": getattr(p, "image_url", None)})
         track_rows.setdefault((artist_id, tkey), {"artist_id": artist_id, "title": p.title, "title_key": tkey})
-    album_ids, result.new_albums = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows)
-    track_ids, _ = _ensure(conn, tracks_t, ["artist_id", "title_key"], track_rows)
+    album_ids, result.new_albums = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows, cache)
+    track_ids, _ = _ensure(conn, tracks_t, ["artist_id", "title_key"], track_rows, cache)
 
     listen_rows = []
     for (played_at, akey, tkey), p in unique.items():

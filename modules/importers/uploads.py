@@ -22,11 +22,13 @@ from ..models import CollectionItem
 from ..names import name_key
 from ..sources.errors import SourceError, UnrecognizedFile
 from ..sources.exports import archives, formats
-from .listens import ensure_albums, write_plays
+from .listens import IdCache, ensure_albums, write_plays
 
 STEPS = (("read", "Read files", 1.0), ("save", "Save", 4.0), ("finish", "Finish", 0.2))
 READ_YIELD_ROWS = 2000
 SKIP_COUNTERS = {reason: f"skipped_{reason}" for reason in formats.SKIP_REASONS}
+SKIP_LABELS = {"short_play": "short plays", "incognito": "incognito plays", "podcast": "podcast episodes",
+               "audiobook": "audiobook chapters", "no_metadata": "rows without track or artist"}
 
 
 class UploadFailed(SourceError):
@@ -124,6 +126,7 @@ def import_uploaded_files(ctx):
             tracker.skip_substep("save", f"save-{i}", "not read")
     errors = ErrorLog(errors_path(ctx.settings["INSTANCE_PATH"], ctx.job_id), resume)
     write_lock = threading.Lock()
+    ctx.ids = IdCache()  # shared by the files' writers, under the write lock
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload-save") as pool:
             list(pool.map(_in_app(lambda i: _save_one(ctx, state, files, i, errors, write_lock)), readable))
@@ -143,8 +146,7 @@ def import_uploaded_files(ctx):
               "errors_csv": counters.get("errors", 0) > 0}
     text = f"Imported {result['imported']:,} listens; {result['skipped']:,} skipped"
     if result["skip_reasons"]:
-        text += " (" + ", ".join(f"{n:,} {formats.SKIP_REASONS[r].split(' (')[0]}"
-                                for r, n in result["skip_reasons"].items()) + ")"
+        text += " (" + ", ".join(f"{n:,} {SKIP_LABELS.get(r, r)}" for r, n in result["skip_reasons"].items()) + ")"
     text += f"; {result['errors']:,} rows could not be read."
     if result["collection_added"]:
         text += f" {result['collection_added']:,} records added to your collection."
@@ -249,7 +251,7 @@ def _save_batch(ctx, state, i, f, batch, rows_done, write_lock):
                 for p in plays:
                     by_source.setdefault(p.source or f["kind"], []).append(p)
                 for source, group in by_source.items():
-                    outcome = write_plays(conn, group, source=source, job_id=ctx.job_id)
+                    outcome = write_plays(conn, group, source=source, job_id=ctx.job_id, cache=ctx.ids)
                     imported += outcome.imported
                     skipped += outcome.skipped
                     new_albums += outcome.new_albums

@@ -32,6 +32,7 @@ class JobContext:
         self.tracker = tracker
         self.checkpoint = checkpoint or {}
         self.settings = settings
+        self.ids = None  # an importer's IdCache, when it keeps one
 
     def check(self):
         """Call between batches: raises JobCancelled when asked, and yields to other greenlets.
