@@ -373,3 +373,18 @@ def server_factory(tmp_path, migrated_template):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright, one per test module (see tests/browsing.py)."""
+    from playwright import sync_api
+
+    from tests.browsing import launch
+
+    with sync_api.sync_playwright() as pw:
+        chromium = launch(pw)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

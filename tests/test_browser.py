@@ -13,7 +13,6 @@ Screenshots go to tests/artifacts/ (gitignored).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import time
 from pathlib import Path
@@ -21,12 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.browsing import needs_chromium
 from tests.conftest import FIXTURES
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000       # one page action or expectation
 JOB_TIMEOUT_MS = 90_000   # a whole large import (about 15 s here; slow CI machines get room)
 FINAL = ("completed", "error", "cancelled", "interrupted")
@@ -42,11 +39,7 @@ BAD_ROWS = [
     ",Some Album,No Artist,14 Mar 2010 10:00",
 ]
 
-from playwright import sync_api  # noqa: E402
-
-# Without a browser these tests skip on a developer's machine, but never under CI.
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-                                reason=f"no chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = needs_chromium
 
 # Reports every distinct rendered state of the progress page to window.__progressState (a
 # Playwright binding): bar value, status, transport, top-level step statuses, counters, text.
@@ -116,16 +109,6 @@ def medium_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("exports") / "lastfm-medium.csv"
     path.write_bytes(lastfm_csv(valid=POLLED_ROWS))
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Recorder:

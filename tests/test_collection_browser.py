@@ -17,7 +17,6 @@ Screenshots go to tests/artifacts/ (gitignored).
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -25,14 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from playwright import sync_api
 
+from tests.browsing import inline_recorder, needs_chromium
 from tests.emulators.discogs import DiscogsEmulator, generate_items
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 20_000       # one page action or expectation
 JOB_TIMEOUT_MS = 30_000   # a whole sync of ~120 items (a second or two here)
 FINAL = ("completed", "error", "cancelled", "interrupted")
@@ -40,55 +36,14 @@ ITEMS = 120
 PAGE_SIZE = 48            # the collection page's grid
 DUPLICATE_EVERY = 10      # items 9, 19, ...: a second copy of the release before them
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-                                reason=f"no chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = needs_chromium
 
 # Reports every distinct rendered state of the inline Discogs progress (div#discogs-progress) to
 # window.__inlineState (a Playwright binding).
-RECORDER = """
-(() => {
-  let last = null;
-  function report() {
-    const box = document.getElementById("discogs-progress");
-    if (!box || !window.__inlineState) return;
-    const bar = box.querySelector('[data-part="bar"]');
-    const counters = {};
-    box.querySelectorAll("dd[data-counter]").forEach((dd) => {
-      counters[dd.dataset.counter] = Number(dd.textContent.replace(/[^0-9]/g, "") || "0");
-    });
-    const text = box.querySelector('[data-part="status-text"]');
-    const state = {
-      hidden: box.hidden,
-      value: bar ? Number(bar.getAttribute("aria-valuenow")) : null,
-      status: box.dataset.status || null,
-      transport: box.dataset.transport || null,
-      counters: counters,
-      text: text ? text.textContent : "",
-      url: location.pathname,
-    };
-    const key = JSON.stringify(state);
-    if (key !== last) { last = key; window.__inlineState(state); }
-  }
-  document.addEventListener("DOMContentLoaded", () => {
-    const box = document.getElementById("discogs-progress");
-    if (!box) return;
-    report();
-    new MutationObserver(report).observe(box, {
-      subtree: true, childList: true, attributes: true, characterData: true });
-  });
-})();
-"""
+RECORDER = inline_recorder("discogs-progress")
 
 
 # ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
