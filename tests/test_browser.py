@@ -291,7 +291,7 @@ def test_a_file_that_is_not_an_export_shows_the_error_and_stays(server_factory, 
     assert "notes.txt" in text
     assert page.locator("#stat-status").inner_text() == "error"
     assert hidden(page, "#cancel-button") and hidden(page, "#result-link")
-    assert not hidden(page, "#resume-button")  # a failed job may be resumed
+    assert hidden(page, "#resume-button")  # the same file would fail the same way: no resume
     assert step_statuses(page.recorder.on(progress_path)[-1])["read"] == "error"
     stays_on(page, progress_path)
     shot(page, "progress-not-an-export")

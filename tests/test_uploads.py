@@ -136,3 +136,11 @@ def test_settings_form_redirects_to_progress_page(app, client):
     wait_for_job(app, job_id)
     page = client.get(r.headers["Location"]).get_data(as_text=True)
     assert 'role="progressbar"' in page and job_id in page
+
+
+def test_a_job_that_failed_on_its_input_is_not_resumable(app, client):
+    job_id = upload(client, ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00binary")).get_json()["job_id"]
+    snap = wait_for_job(app, job_id)
+    assert snap["status"] == "error" and snap["result"] == {"resumable": False}
+    r = client.post(f"/api/v1/jobs/{job_id}/resume")
+    assert r.status_code == 409 and "fail the same way" in r.get_json()["error"]

@@ -88,6 +88,9 @@ def resume_job(job_id):
         raise JobNotFound(job_id)
     if job.status not in (INTERRUPTED, ERROR, CANCELLED):
         raise JobNotResumable(f"job {job_id} is {job.status}; only interrupted, failed or cancelled jobs resume")
+    if (job.result or {}).get("resumable") is False:
+        raise JobNotResumable(f"job {job_id} failed on its input ({job.message}); resuming would fail the same way. "
+                              "Start a new one with other files.")
     try:  # SQLite reports the unique active_kind at the statement, PostgreSQL at commit
         updated = db.session.execute(
             sa.update(Job).where(Job.id == job_id, Job.status == job.status)
@@ -169,6 +172,8 @@ def _execute(job_id):
         status, message = CANCELLED, "Cancelled. Everything saved before the cancel is kept."
     except (JobError, SourceError) as exc:
         status, message = ERROR, str(exc)
+        if not getattr(exc, "resumable", True):  # the same input would fail the same way
+            result = {"resumable": False}
     except Exception as exc:  # noqa: BLE001 - the person gets a message; the log gets the trace
         log.exception("job %s (%s) failed", job_id, job.kind)
         status, message = ERROR, (f"Unexpected error: {exc.__class__.__name__}: {exc}. "

@@ -8,6 +8,8 @@ class SourceError(Exception):
 class UnrecognizedFile(SourceError):
     """The file is not in any format this importer reads; nothing was written."""
 
+    resumable = False  # the same file would fail the same way
+
 
 class Retryable(Exception):
     """A call that may succeed later (rate limit, 5xx, network); `wait` is the service's Retry-After."""

@@ -109,7 +109,9 @@ window.SillonProgress = (function () {
 
       var final = !!FINAL[s.status];
       $("cancel-button").hidden = final;
-      $("resume-button").hidden = !(s.status === "interrupted" || s.status === "error" || s.status === "cancelled");
+      var resumable = !(s.result && s.result.resumable === false);
+      $("resume-button").hidden = !resumable ||
+        !(s.status === "interrupted" || s.status === "error" || s.status === "cancelled");
       if (final) finish(s);
     }
 
