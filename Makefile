@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := app:create_app()
 
-.PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean
+.PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean translations
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -45,3 +45,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Re-extract the page texts, merge them into each catalogue (translations/<lang>/LC_MESSAGES/
+# messages.po), and compile the .mo files the app reads (committed; a test checks they are current).
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
+	$(BIN)/pybabel compile -d translations

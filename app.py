@@ -11,6 +11,7 @@ import config as config_module
 from modules import VERSION
 from modules import cli as cli_module
 from modules import db as db_module
+from modules import i18n
 from modules.jobs import make_runner, reap_stale_jobs
 from modules.progress import make_store
 from modules.web import init_app as init_web
@@ -50,6 +51,7 @@ def create_app(config=None):
     )
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)
+    i18n.init_app(app, ROOT)
     if settings["JOB_RUNNER"] == "celery" and settings["PROGRESS_STORE"] == "memory":
         raise RuntimeError("JOB_RUNNER=celery needs a shared progress store: PROGRESS_STORE=redis or database")
     with app.app_context():
