@@ -124,14 +124,24 @@ def import_uploaded_files(ctx):
         if "failed" in f:
             tracker.start_substep("save", f"save-{i}", f["name"])
             tracker.skip_substep("save", f"save-{i}", "not read")
-    errors = ErrorLog(errors_path(ctx.settings["INSTANCE_PATH"], ctx.job_id), resume)
-    write_lock = threading.Lock()
-    ctx.ids = IdCache()  # shared by the files' writers, under the write lock
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload-save") as pool:
-            list(pool.map(_in_app(lambda i: _save_one(ctx, state, files, i, errors, write_lock)), readable))
-    finally:
-        errors.close()
+    from . import upload_group  # it builds on this module's helpers
+
+    if upload_group.wanted(ctx, readable):  # JOB_RUNNER=celery: a Celery group, a task per file
+        parts = upload_group.save_as_group(ctx, state, files, readable)
+        state["files"] = parts
+        state["new_albums"] = sum(p.get("new_albums", 0) for p in parts.values())
+        for i in readable:
+            if parts.get(str(i), {}).get("status") == "failed":
+                files[i]["failed"] = parts[str(i)]["failed"]
+    else:
+        errors = ErrorLog(errors_path(ctx.settings["INSTANCE_PATH"], ctx.job_id), resume)
+        write_lock = threading.Lock()
+        ctx.ids = IdCache()  # shared by the files' writers, under the write lock
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload-save") as pool:
+                list(pool.map(_in_app(lambda i: _save_one(ctx, state, files, i, errors, write_lock)), readable))
+        finally:
+            errors.close()
     tracker.complete_step("save")
 
     tracker.start_step("finish", "Summing up")
@@ -192,13 +202,39 @@ def _read_one(ctx, i, f):
 
 
 def _save_one(ctx, state, files, i, errors, write_lock):
-    """Save one file's rows in batches; a file that turns out broken half-way fails its substep."""
+    """Save one file's rows in batches, in this process (its substep on the job's own tracker)."""
     f, tracker, sub = files[i], ctx.tracker, f"save-{i}"
-    batch_size = ctx.settings["IMPORT_BATCH_SIZE"]
     done_before = state["files"].get(str(i), {}).get("rows_done", 0)
     tracker.update_substep("save", sub, done=done_before, message="saving" if not done_before else "resumed")
     if done_before:
         tracker.advance(done_before)
+
+    def commit(batch, rows_done):
+        _save_batch(ctx, state, i, f, batch, rows_done, write_lock)
+
+    broken = save_rows(ctx, f, tracker, sub, done_before, errors, commit)
+    kept = state["files"].get(str(i), {})
+    if broken:
+        f["failed"] = broken_message(broken, kept)
+        tracker.error_substep("save", sub, f["failed"])
+    else:
+        tracker.complete_substep("save", sub, saved_message(kept))
+
+
+def broken_message(broken, kept):
+    return f"{broken}. The {kept.get('imported', 0):,} rows before it were kept."
+
+
+def saved_message(kept):
+    return (f"{kept.get('imported', 0):,} imported, {kept.get('skipped', 0):,} skipped, "
+            f"{kept.get('errors', 0):,} errors")
+
+
+def save_rows(ctx, f, report, sub, done_before, errors, commit):
+    """Read file `f` from row `done_before` on and hand its rows to `commit(batch, rows_done)` in
+    batches. `report` is the tracker (or, for a part of a Celery group, what stands in for it).
+    Returns where the file broke off ("name, line N: why") or None."""
+    batch_size = ctx.settings["IMPORT_BATCH_SIZE"]
     reader = formats.open_reader(f["path"], f["info"], min_play_ms=ctx.settings["MIN_PLAY_SECONDS"] * 1000,
                                  name=f["name"])
     batch, done, broken = [], 0, None
@@ -207,12 +243,12 @@ def _save_one(ctx, state, files, i, errors, write_lock):
             continue
         if isinstance(item, formats.FileError):
             broken = f"{f['name']}, line {line}: {item}"
-            tracker.add_error(str(item), file=f["name"], line=line)
+            report.add_error(str(item), file=f["name"], line=line)
             errors.add(f["name"], line, str(item))
             batch.append(("error", None))
             break
         if isinstance(item, formats.RowError):
-            tracker.add_error(str(item), file=f["name"], line=line)
+            report.add_error(str(item), file=f["name"], line=line)
             errors.add(f["name"], line, str(item))
             batch.append(("error", None))
         elif isinstance(item, formats.Skip):
@@ -220,52 +256,57 @@ def _save_one(ctx, state, files, i, errors, write_lock):
         else:
             batch.append(("row", item))
         if len(batch) >= batch_size:
-            _save_batch(ctx, state, i, f, batch, done, write_lock)
-            tracker.update_substep("save", sub, done=done)
+            commit(batch, done)
+            report.update_substep("save", sub, done=done)
             batch = []
     if batch:
-        _save_batch(ctx, state, i, f, batch, done, write_lock)
-    tracker.update_substep("save", sub, done=done)
-    kept = state["files"].get(str(i), {})
-    if broken:
-        f["failed"] = f"{broken}. The {kept.get('imported', 0):,} rows before it were kept."
-        tracker.error_substep("save", sub, f["failed"])
-    else:
-        tracker.complete_substep("save", sub, f"{kept.get('imported', 0):,} imported, "
-                                              f"{kept.get('skipped', 0):,} skipped, {kept.get('errors', 0):,} errors")
+        commit(batch, done)
+    report.update_substep("save", sub, done=done)
+    return broken
+
+
+def write_batch(conn, job_id, f, batch, ids):
+    """Write one batch's rows in the caller's transaction; returns the counts to add to the file's."""
+    plays = [item for kind, item in batch if kind == "row"]
+    skips = [reason for kind, reason in batch if kind == "skip"]
+    counts = {"imported": 0, "skipped": len(skips), "errors": sum(1 for kind, _ in batch if kind == "error"),
+              "collection_added": 0, "new_albums": 0}
+    if f["kind"] == "discogs_csv":
+        counts["collection_added"] = _save_collection_rows(conn, plays)
+        counts["skipped"] += len(plays) - counts["collection_added"]
+    elif plays:
+        by_source = {}
+        for p in plays:
+            by_source.setdefault(p.source or f["kind"], []).append(p)
+        for source, group in by_source.items():
+            outcome = write_plays(conn, group, source=source, job_id=job_id, cache=ids)
+            counts["imported"] += outcome.imported
+            counts["skipped"] += outcome.skipped
+            counts["new_albums"] += outcome.new_albums
+    return counts, skips
+
+
+def file_state(before, counts, rows_done):
+    """A file's checkpoint entry after one more batch."""
+    return {**before, "rows_done": rows_done,
+            **{k: before.get(k, 0) + counts[k] for k in ("imported", "skipped", "errors", "collection_added")}}
+
+
+def report_batch(report, batch, counts, skips):
+    named = {SKIP_COUNTERS[r]: skips.count(r) for r in set(skips) if r in SKIP_COUNTERS}
+    report.advance(len(batch), imported=counts["imported"], skipped=counts["skipped"], **named)
 
 
 def _save_batch(ctx, state, i, f, batch, rows_done, write_lock):
     """Write one batch and its checkpoint in one transaction (under the job's write lock)."""
-    plays = [item for kind, item in batch if kind == "row"]
-    skips = [reason for kind, reason in batch if kind == "skip"]
-    errors = sum(1 for kind, _ in batch if kind == "error")
-    imported = skipped = new_albums = collection_added = 0
     with write_lock:
         with db.engine.begin() as conn:
-            if f["kind"] == "discogs_csv":
-                collection_added = _save_collection_rows(conn, plays)
-                skipped = len(plays) - collection_added
-            elif plays:
-                by_source = {}
-                for p in plays:
-                    by_source.setdefault(p.source or f["kind"], []).append(p)
-                for source, group in by_source.items():
-                    outcome = write_plays(conn, group, source=source, job_id=ctx.job_id, cache=ctx.ids)
-                    imported += outcome.imported
-                    skipped += outcome.skipped
-                    new_albums += outcome.new_albums
-            per_file = state["files"].get(str(i), {})
-            new_file_state = {"rows_done": rows_done, "imported": per_file.get("imported", 0) + imported,
-                              "skipped": per_file.get("skipped", 0) + skipped + len(skips),
-                              "errors": per_file.get("errors", 0) + errors,
-                              "collection_added": per_file.get("collection_added", 0) + collection_added}
-            files_state = {**state["files"], str(i): new_file_state}
-            new_state = {**state, "files": files_state, "new_albums": state["new_albums"] + new_albums}
-            ctx.save_checkpoint(conn, {k: v for k, v in new_state.items()})
+            counts, skips = write_batch(conn, ctx.job_id, f, batch, ctx.ids)
+            files_state = {**state["files"], str(i): file_state(state["files"].get(str(i), {}), counts, rows_done)}
+            new_state = {**state, "files": files_state, "new_albums": state["new_albums"] + counts["new_albums"]}
+            ctx.save_checkpoint(conn, new_state)
         state.update(new_state)
-    named = {SKIP_COUNTERS[r]: skips.count(r) for r in set(skips) if r in SKIP_COUNTERS}
-    ctx.tracker.advance(len(batch), imported=imported, skipped=skipped + len(skips), **named)
+    report_batch(ctx.tracker, batch, counts, skips)
     ctx.check()
 
 

@@ -206,3 +206,14 @@ def run_job(self, job_id, watch=None):
         return "watched by another delivery"
     _release_watch(job_id, watch)
     return outcome
+
+
+PART_TASK_NAME = "sillon.upload_part"
+
+
+@celery.task(name=PART_TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_upload_part(job_id, index, file):
+    """One file of a multi-file upload (a member of the upload's Celery group: importers/upload_group)."""
+    from ..importers.upload_group import run_part
+
+    return run_part(flask_app(), job_id, index, file)

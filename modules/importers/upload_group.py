@@ -1,0 +1,436 @@
+"""Multi-file uploads on Celery: each file's save step is one task of a Celery group.
+
+With JOB_RUNNER=celery an upload of several files is read by the job's own task (the parent: it
+opens archives, detects formats and counts rows, as in one process), then its files are saved by
+a Celery group of `sillon.upload_part` tasks, one per file, in whichever workers are free. The
+parent stays the one publisher of the job's tracker:
+
+- parts report into Redis, each batch in one MULTI: group counters by HINCRBY (rows, imported,
+  skipped, errors, skip reasons: atomic whatever the number of workers), the part's own state
+  (HSET `part:<i>`: done, message, status) and the first error samples (RPUSH);
+- the parent follows that hash (every GROUP_POLL_SECONDS) and turns the changes into the same
+  tracker calls the in-process path makes (advance, substep updates, add_error); at the end it
+  squares the counters with the database (a part killed between its commit and its HINCRBY would
+  otherwise be missing a batch on the page; the data itself never is).
+
+Data rules, as in one process:
+- each batch commits with its part's checkpoint (the parent job's `checkpoint.files[i]`); the
+  batch transaction first takes the job's row (a no-op UPDATE: a row lock on PostgreSQL, the write
+  lock on SQLite), which serialises the files' writes across processes as the write lock does
+  across threads (the same-play rule must see what the other files just wrote), makes the
+  read-modify-write of the checkpoint safe, and lets each batch check the job was not cancelled;
+- a part runs in one place at a time: a claim key in Redis (SET NX, the owner's host:pid, a TTL of
+  JOB_STALE_SECONDS refreshed every batch); a batch also checks under the row lock that its part's
+  `rows_done` is still what it left, so even two runners of one part could not double a row;
+- the parent does not only wait: it claims and saves parts nobody has taken (with two workers and
+  two files, each worker saves one). So a group whose tasks are lost, or whose worker died (claim
+  expired, or its pid is dead on this host), is still finished, from each part's checkpoint.
+- a killed parent: the broker delivers the job again (late acks), the new parent reads the
+  checkpoint, skips finished parts, sends the others again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from ..db import db
+from ..models import Job
+from ..progress import RUNNING
+from ..sources.exports import formats
+from . import uploads
+
+log = logging.getLogger(__name__)
+GROUP_KEY = "sillon:upload-group:{}"
+ERRORS_KEY = "sillon:upload-group:{}:errors"
+CLAIM_KEY = "sillon:upload-part:{}:{}"
+GROUP_POLL_SECONDS = 0.2
+KEY_TTL = 7 * 24 * 3600
+SAMPLES_PER_PART = 20
+FINAL = ("done", "failed")
+
+# Refresh a claim only while it is still ours.
+_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Take over a claim whose holder is known dead: only if it still names that holder.
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class PartStopped(Exception):
+    """This runner must stop: the job was cancelled or ended, or another runner has the part."""
+
+
+def wanted(ctx, readable):
+    """Whether this upload's save step runs as a Celery group."""
+    return ctx.settings["JOB_RUNNER"] == "celery" and len(readable) > 1
+
+
+def _redis(settings):
+    import redis
+
+    return redis.Redis.from_url(settings["REDIS_URL"], decode_responses=True)
+
+
+def part_errors_path(instance_path, job_id, index):
+    return os.path.join(instance_path, "job_errors", f"{job_id}.part{index}.csv")
+
+
+def _job_row(conn, job_id):
+    """The job's row, locked for this transaction (see the module's docstring)."""
+    jobs = Job.__table__
+    conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=jobs.c.heartbeat_at))
+    return conn.execute(sa.select(jobs.c.status, jobs.c.cancel_requested, jobs.c.checkpoint)
+                        .where(jobs.c.id == job_id)).one()
+
+
+def _put_part(conn, job_id, checkpoint, index, part):
+    jobs = Job.__table__
+    checkpoint = dict(checkpoint or {})
+    checkpoint["files"] = {**checkpoint.get("files", {}), str(index): part}
+    conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(checkpoint=checkpoint))
+
+
+# --- claims ---------------------------------------------------------------------------------
+class Claim:
+    def __init__(self, client, job_id, index, owner, ttl):
+        self.client, self.key, self.ttl = client, CLAIM_KEY.format(job_id, index), max(2, int(ttl))
+        self.token = f"{owner}|{uuid.uuid4().hex}"
+
+    def take(self):
+        if self.client.set(self.key, self.token, nx=True, ex=self.ttl):
+            return True
+        holder = self.client.get(self.key)
+        if holder and _holder_dead(holder):
+            if self.client.eval(_SWAP, 1, self.key, holder, self.token, self.ttl):
+                log.warning("upload part %s taken over from %s (its process is gone)", self.key, holder)
+                return True
+        return False
+
+    def refresh(self):
+        if not self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl):
+            raise PartStopped("the part's claim expired and another runner may have it")
+
+    def release(self):
+        self.client.eval(_RELEASE, 1, self.key, self.token)
+
+
+def _holder_dead(holder):
+    from ..jobs.lifecycle import _pid_alive
+
+    owner = holder.split("|", 1)[0]
+    host, _, pid = owner.rpartition(":")
+    host = host.split("@", 1)[-1]
+    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+# --- the part's side ------------------------------------------------------------------------
+class GroupReport:
+    """What a part reports to instead of a tracker: one Redis MULTI per batch (see module doc)."""
+
+    def __init__(self, client, job_id, index, claim):
+        self.client, self.index, self.claim = client, index, claim
+        self.key, self.errors_key = GROUP_KEY.format(job_id), ERRORS_KEY.format(job_id)
+        self.pipe = client.pipeline(transaction=True)
+        self.part = {"status": "saving", "done": 0, "message": "saving"}
+        self.samples = 0
+
+    def advance(self, n=1, **counters):
+        self.pipe.hincrby(self.key, "rows", n)
+        for name, value in counters.items():
+            if value:
+                self.pipe.hincrby(self.key, name, value)
+
+    def add_error(self, message, **where):
+        self.pipe.hincrby(self.key, "errors", 1)
+        if self.samples < SAMPLES_PER_PART:
+            self.samples += 1
+            self.pipe.rpush(self.errors_key, json.dumps({"message": str(message), **where}))
+
+    def update_substep(self, _step, _sub, *, done=None, total=None, message=None):
+        if done is not None:
+            self.part["done"] = done
+        if message is not None:
+            self.part["message"] = message
+        self.flush()
+
+    def complete_substep(self, _step, _sub, message=None):
+        self.part.update(status="done", message=message or "")
+        self.flush()
+
+    def error_substep(self, _step, _sub, message):
+        self.part.update(status="failed", message=message)
+        self.flush()
+
+    def flush(self):
+        self.part["seq"] = self.part.get("seq", 0) + 1
+        self.pipe.hset(self.key, f"part:{self.index}", json.dumps(self.part))
+        self.pipe.expire(self.key, KEY_TTL)
+        self.pipe.expire(self.errors_key, KEY_TTL)
+        self.pipe.execute()
+
+
+class PartContext:
+    """The slice of a JobContext that `uploads.save_rows` uses, for one part."""
+
+    def __init__(self, job_id, settings):
+        self.job_id, self.settings = job_id, settings
+
+
+def run_part(app, job_id, index, file):
+    """Save file `index` of upload job `job_id` if nobody else is; returns what happened."""
+    with app.app_context():
+        try:
+            return _run_part(job_id, index, file)
+        finally:
+            db.session.remove()
+
+
+def _run_part(job_id, index, file):
+    from ..jobs.lifecycle import _owner
+    from ..jobs.lifecycle import settings as app_settings
+    from .listens import IdCache
+
+    settings = app_settings()
+    client = _redis(settings)
+    claim = Claim(client, job_id, index, _owner(), settings["JOB_STALE_SECONDS"])
+    if not claim.take():
+        return "busy"
+    errors = None
+    try:
+        with db.engine.connect() as conn:
+            row = conn.execute(sa.select(Job.status, Job.cancel_requested, Job.checkpoint)
+                               .where(Job.id == job_id)).first()
+        if row is None or row.status != RUNNING or row.cancel_requested:
+            return "stopped"
+        part = (row.checkpoint or {}).get("files", {}).get(str(index), {})
+        if part.get("status") in FINAL:
+            return "finished"
+        info = formats.detect_format(file["path"], file["name"])
+        f = {**file, "kind": info.kind, "info": info}
+        sub = f"save-{index}"
+        report = GroupReport(client, job_id, index, claim)
+        report.update_substep("save", sub, done=part.get("rows_done", 0),
+                              message="resumed" if part.get("rows_done") else "saving")
+        errors = uploads.ErrorLog(part_errors_path(settings["INSTANCE_PATH"], job_id, index),
+                                  resume=bool(part.get("rows_done")))
+        ctx = PartContext(job_id, settings)
+        ids = IdCache()
+        state = {"part": part}
+
+        def commit(batch, rows_done):
+            claim.refresh()
+            with db.engine.begin() as conn:
+                current = _check(conn, job_id, index, state["part"])
+                counts, skips = uploads.write_batch(conn, job_id, f, batch, ids)
+                new = uploads.file_state(current[1], counts, rows_done)
+                new["new_albums"] = new.get("new_albums", 0) + counts["new_albums"]
+                new["ran_by"] = sorted(set(new.get("ran_by", [])) | {_owner()})
+                _put_part(conn, job_id, current[0], index, new)
+            state["part"] = new
+            uploads.report_batch(report, batch, counts, skips)
+
+        broken = uploads.save_rows(ctx, f, report, sub, part.get("rows_done", 0), errors, commit)
+        with db.engine.begin() as conn:
+            checkpoint, current = _check(conn, job_id, index, state["part"])
+            final = {**current, "status": "failed" if broken else "done",
+                     "ran_by": sorted(set(current.get("ran_by", [])) | {_owner()})}
+            if broken:
+                final["failed"] = uploads.broken_message(broken, current)
+            _put_part(conn, job_id, checkpoint, index, final)
+        if broken:
+            report.error_substep("save", sub, final["failed"])
+        else:
+            report.complete_substep("save", sub, uploads.saved_message(final))
+        return final["status"]
+    except PartStopped as exc:
+        log.info("upload part %s of job %s stopped: %s", index, job_id, exc)
+        return "stopped"
+    finally:
+        if errors is not None:
+            errors.close()
+        claim.release()
+
+
+def _check(conn, job_id, index, expected):
+    """Lock the job's row and check this runner may still write its part: (checkpoint, part)."""
+    status, cancel_requested, checkpoint = _job_row(conn, job_id)
+    if status != RUNNING or cancel_requested:
+        raise PartStopped(f"the job is {'being cancelled' if cancel_requested else status}")
+    current = (checkpoint or {}).get("files", {}).get(str(index), {})
+    if current.get("rows_done", 0) != expected.get("rows_done", 0) or current.get("status") in FINAL:
+        raise PartStopped("another runner saved rows of this part meanwhile")
+    return checkpoint, current
+
+
+# --- the parent's side ----------------------------------------------------------------------
+class GroupFollower:
+    """Turns the group's Redis hash into calls on the job's tracker, in a thread of the parent."""
+
+    def __init__(self, client, job_id, tracker):
+        self.client, self.tracker = client, tracker
+        self.key, self.errors_key = GROUP_KEY.format(job_id), ERRORS_KEY.format(job_id)
+        self.counters, self.parts, self.samples_seen = {}, {}, 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def reset(self):
+        self.client.delete(self.key, self.errors_key)
+
+    def start(self):
+        self._thread = threading.Thread(target=self._loop, name="upload-group-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.poll()
+
+    def _loop(self):
+        while not self._stop.wait(GROUP_POLL_SECONDS):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - Redis hiccup: the next poll catches up
+                log.exception("following the upload group failed")
+
+    def poll(self):
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self.key)
+        pipe.lrange(self.errors_key, self.samples_seen, -1)
+        data, samples = pipe.execute()
+        tracker = self.tracker
+        for raw in samples:
+            sample = json.loads(raw)
+            tracker.add_error(sample.pop("message"), **sample)
+        self.samples_seen += len(samples)
+        counters = {k: int(v) for k, v in data.items() if not k.startswith("part:")}
+        delta = {k: v - self.counters.get(k, 0) for k, v in counters.items()}
+        self.counters = counters
+        extra_errors = delta.pop("errors", 0) - len(samples)
+        if extra_errors > 0:
+            tracker.incr("errors", extra_errors)
+        rows = delta.pop("rows", 0)
+        named = {k: v for k, v in delta.items() if v}
+        if rows or named:
+            tracker.advance(rows, **named)
+        for field, raw in data.items():
+            if not field.startswith("part:"):
+                continue
+            part = json.loads(raw)
+            index = int(field[5:])
+            if self.parts.get(index, {}).get("seq") == part["seq"]:
+                continue
+            self.parts[index] = part
+            sub = f"save-{index}"
+            if part["status"] == "done":
+                tracker.complete_substep("save", sub, part["message"])
+            elif part["status"] == "failed":
+                tracker.error_substep("save", sub, part["message"])
+            else:
+                tracker.update_substep("save", sub, done=part["done"], message=part["message"])
+
+
+def save_as_group(ctx, state, files, readable):
+    """The save step as a Celery group (see module doc); returns the parts' checkpoint entries."""
+    from ..jobs import celery_app
+
+    tracker, job_id = ctx.tracker, ctx.job_id
+    client = _redis(ctx.settings)
+    with db.engine.begin() as conn:  # what was unpacked, for a parent that takes over later
+        _, _, checkpoint = _job_row(conn, job_id)
+        checkpoint = {**(checkpoint or {}), "members": state.get("members", {}), "group": True}
+        conn.execute(sa.update(Job.__table__).where(Job.__table__.c.id == job_id).values(checkpoint=checkpoint))
+    parts = checkpoint.get("files", {})
+    follower = GroupFollower(client, job_id, tracker)
+    follower.reset()
+    tracker.advance(sum(parts.get(str(i), {}).get("rows_done", 0) for i in readable))
+    for i in readable:
+        part = parts.get(str(i), {})
+        if part.get("status") == "done":
+            tracker.complete_substep("save", f"save-{i}", uploads.saved_message(part))
+        elif part.get("status") == "failed":
+            tracker.error_substep("save", f"save-{i}", part["failed"])
+    payloads = {i: {"path": files[i]["path"], "name": files[i]["name"]} for i in readable}
+    pending = [i for i in readable if parts.get(str(i), {}).get("status") not in FINAL]
+    if pending:
+        from celery import group
+
+        group(celery_app.run_upload_part.s(job_id, i, payloads[i]) for i in pending).apply_async(
+            queue=ctx.settings["CELERY_QUEUE"])
+    follower.start()
+    app = _current_app()
+    try:
+        while True:
+            ctx.check()
+            parts = _parts(job_id)
+            left = [i for i in pending if parts.get(str(i), {}).get("status") not in FINAL]
+            if not left:
+                break
+            ran = False
+            for i in left:  # save what nobody has taken (this worker is one of the group's)
+                outcome = run_part(app, job_id, i, payloads[i])
+                ran = ran or outcome != "busy"
+                ctx.check()
+            if not ran:
+                time.sleep(GROUP_POLL_SECONDS)
+    finally:
+        follower.stop()
+    _square(tracker, parts, readable)
+    _merge_error_logs(ctx, readable)
+    return parts
+
+
+def _current_app():
+    from flask import current_app
+
+    return current_app._get_current_object()
+
+
+def _parts(job_id):
+    with db.engine.connect() as conn:
+        checkpoint = conn.execute(sa.select(Job.checkpoint).where(Job.id == job_id)).scalar()
+    return (checkpoint or {}).get("files", {})
+
+
+def _square(tracker, parts, readable):
+    """Make the tracker's counts those of the database (the parts' committed checkpoints)."""
+    counters = tracker.snapshot()["counters"]
+    for name in ("imported", "skipped", "errors"):
+        total = sum(parts.get(str(i), {}).get(name, 0) for i in readable)
+        if total != counters.get(name, 0):
+            tracker.incr(name, total - counters.get(name, 0))
+    rows = sum(parts.get(str(i), {}).get("rows_done", 0) for i in readable)
+    if rows > tracker.done:
+        tracker.advance(rows - tracker.done)
+
+
+def _merge_error_logs(ctx, readable):
+    """The parts' error rows into the job's one CSV (what /api/v1/jobs/<id>/errors.csv serves)."""
+    instance = ctx.settings["INSTANCE_PATH"]
+    target = uploads.errors_path(instance, ctx.job_id)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w", newline="", encoding="utf-8") as out:
+        out.write("file,line,error\r\n")
+        for i in readable:
+            path = part_errors_path(instance, ctx.job_id, i)
+            if os.path.exists(path):
+                with open(path, encoding="utf-8", newline="") as part:
+                    part.readline()  # its header
+                    out.write(part.read())
