@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -133,7 +134,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, migrated_template):  # noqa: ARG001 - the PostgreSQL template Server needs
     _check_services()
     tag = uuid.uuid4().hex[:10]
     name = f"sillon_scale_{tag}"
@@ -248,3 +249,82 @@ def test_a_killed_worker_leaves_the_import_to_the_other_with_nothing_lost_or_dou
     assert status == "completed" and new_owner != owner and new_owner.startswith("celery@")
     survivor = next(w for w in cluster.workers if w is not victim)
     assert new_owner.endswith(f":{survivor.pid}")
+
+
+def _checkpoint(cluster, job_id):
+    import psycopg
+
+    with psycopg.connect(dbname=cluster.env["_DB"], **PG) as conn:
+        return conn.execute("SELECT checkpoint FROM jobs WHERE id = %s", (job_id,)).fetchone()[0]
+
+
+def _two_workers(cluster):
+    cluster.workers = cluster.alive()
+    while len(cluster.workers) < 2:
+        cluster.workers.append(cluster.start_worker())
+
+
+def upload_many(url, named):
+    r = http.post(f"{url}/api/v1/imports", files=[("files", (n, d)) for n, d in named], timeout=30)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+GROUP_FILES = 4
+GROUP_ROWS = 5000  # per file
+
+
+def test_a_multi_file_upload_is_saved_by_both_workers_as_one_job(cluster):
+    _two_workers(cluster)
+    url = cluster.server.url
+    before = listens_total(url)
+    job = upload_many(url, [(f"g{i}.csv", generated_csv(GROUP_ROWS, f"Group {i}", start=(2001 + i, 1, 1)))
+                            for i in range(GROUP_FILES)])
+    with EventStream(url + job["events_url"], read_timeout=10) as stream:
+        events = events_of(stream.read_to_end(timeout=120))
+    progress, done = assert_ordered(events)
+    assert done["data"]["status"] == "completed", cluster.logs()
+    saving = [e["data"]["counters"].get("imported", 0) for e in progress if e["data"]["current_step"] == "save"]
+    assert len(saving) >= 5 and saving == sorted(saving)  # one tracker, counters only grow
+    last = progress[-1]["data"]
+    assert last["result"]["imported"] == GROUP_FILES * GROUP_ROWS and last["counters"]["imported"] == GROUP_FILES * GROUP_ROWS
+    assert listens_total(url) == before + GROUP_FILES * GROUP_ROWS
+    parts = _checkpoint(cluster, job["job_id"])["files"]
+    runners = {owner for p in parts.values() for owner in p["ran_by"]}
+    assert runners == {f"celery@{socket.gethostname()}:{w.pid}" for w in cluster.workers}, runners
+
+
+def test_a_worker_killed_mid_part_leaves_its_file_to_the_other(cluster):
+    _two_workers(cluster)
+    url = cluster.server.url
+    before = listens_total(url)
+    job = upload_many(url, [(f"k{i}.csv", generated_csv(GROUP_ROWS, f"Killed Group {i}", start=(1990 + i, 1, 1)))
+                            for i in range(GROUP_FILES)])
+    job_id = job["job_id"]
+    parent_pid = None
+    deadline = time.monotonic() + 60
+    while True:  # wait until the worker that is not the parent is part-way through a file
+        status, owner = cluster.job_row(job_id)
+        if status == "running" and owner:
+            parent_pid = int(owner.rpartition(":")[2])
+            parts = (_checkpoint(cluster, job_id) or {}).get("files", {})
+            busy = [p for p in parts.values() if p.get("status") is None and p.get("rows_done", 0) > 0
+                    and any(not o.endswith(f":{parent_pid}") for o in p.get("ran_by", []))]
+            if busy:
+                break
+        assert time.monotonic() < deadline, ("no part reached the other worker", cluster.logs())
+        time.sleep(0.01)
+    victim = next(w for w in cluster.workers if w.pid != parent_pid)
+    victim.kill()
+    snap = snapshot(url, job_id)
+    with EventStream(url + job["events_url"], last_event_id=snap["version"], read_timeout=15) as stream:
+        events = events_of(stream.read_to_end(timeout=120))
+    progress, done = assert_ordered(events)
+    assert done["data"]["status"] == "completed", cluster.logs()
+    result = progress[-1]["data"]["result"]
+    assert result["imported"] == GROUP_FILES * GROUP_ROWS and result["errors"] == 0, result
+    assert listens_total(url) == before + GROUP_FILES * GROUP_ROWS  # nothing lost, nothing doubled
+    parts = _checkpoint(cluster, job_id)["files"]
+    assert all(p["status"] == "done" and p["rows_done"] == GROUP_ROWS for p in parts.values()), parts
+    taken_over = [p for p in parts.values() if len(p["ran_by"]) == 2]
+    assert taken_over, parts  # the killed worker's file was finished by the parent
