@@ -1,0 +1,422 @@
+"""Playlists made from the listening history and the record shelf, saved and edited.
+
+Three generators: this month's top (or the last 30 days'), forgotten favourites (played a lot, not
+for a year) and a walk through owned records never played. Each takes a few parameters with
+defaults and raises NothingFound, with a message and a link, when it has nothing to offer.
+Items keep the names they were made with, so an export never depends on later changes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from .db import db
+from .i18n import gettext as _
+from .i18n import lazy_gettext as _l
+from .models import Album, Artist, CollectionItem, Listen, Playlist, PlaylistItem, Track
+from .names import name_key
+
+DAY = 86400
+MAX_ITEMS = 1000
+MAX_NAME = 200
+MAX_TEXT = 512
+ITEM_FIELDS = ("track_id", "artist", "title", "album", "album_id", "duration")
+
+
+class PlaylistError(ValueError):
+    """Input that cannot be used, with the message to show the person."""
+
+
+class NothingFound(Exception):
+    """A generator found nothing to put in a playlist: why, and where to go next."""
+
+    def __init__(self, message, link_endpoint, link_text):
+        super().__init__(message)
+        self.message, self.link_endpoint, self.link_text = message, link_endpoint, link_text
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    label: object
+    default: object
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple = ()  # (value, label) pairs for a choice
+    help: object = ""
+
+    def parse(self, raw):
+        if raw is None or raw == "":
+            return self.default
+        if self.choices:
+            values = [value for value, _label in self.choices]
+            if raw not in values:
+                raise PlaylistError(_("%(name)s must be one of: %(values)s", name=self.name, values=", ".join(values)))
+            return raw
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise PlaylistError(_("%(name)s must be a whole number", name=self.name))
+        try:
+            value = int(raw.strip()) if isinstance(raw, str) else raw
+        except ValueError:
+            raise PlaylistError(_("%(name)s must be a whole number", name=self.name)) from None
+        if not self.minimum <= value <= self.maximum:
+            raise PlaylistError(_("%(name)s must be between %(low)s and %(high)s",
+                                  name=self.name, low=self.minimum, high=self.maximum))
+        return value
+
+
+@dataclass(frozen=True)
+class Generator:
+    kind: str
+    title: object
+    description: object
+    params: tuple = field(default_factory=tuple)
+    run: object = None
+
+    def parse(self, raw, strict=True):
+        """Parameters with defaults filled in; unknown names are refused when `strict` (the API)."""
+        raw = dict(raw or {})
+        known = {p.name for p in self.params}
+        unknown = sorted(set(raw) - known)
+        if strict and unknown:
+            raise PlaylistError(_("unknown parameter %(names)s for %(kind)s; known: %(known)s",
+                                  names=", ".join(unknown), kind=self.kind, known=", ".join(sorted(known))))
+        return {p.name: p.parse(raw.get(p.name)) for p in self.params}
+
+
+# ----------------------------------------------------------------------------- shared queries
+
+
+def _no_listens():
+    if db.session.execute(sa.select(Listen.id).limit(1)).first() is None:
+        raise NothingFound(_("You have no listens yet: import your Last.fm history first."),
+                           "pages.settings", _("Import your history"))
+
+
+def _ranked_tracks(where, having=(), limit=50):
+    """[(track_id, plays, last played)] by plays, then the latest play, then id (stable on any database)."""
+    plays = sa.func.count().label("plays")
+    last = sa.func.max(Listen.played_at).label("last")
+    query = (sa.select(Listen.track_id, plays, last).where(*where).group_by(Listen.track_id)
+             .order_by(plays.desc(), last.desc(), Listen.track_id).limit(limit))
+    if having:
+        query = query.having(*having)
+    return db.session.execute(query).all()
+
+
+def _track_items(ranked, where=()):
+    """Playlist items for ranked track ids: names from the track, album of its latest play with one."""
+    ids = [row[0] for row in ranked]
+    if not ids:
+        return []
+    names = {tid: (title, artist) for tid, title, artist in db.session.execute(
+        sa.select(Track.id, Track.title, Artist.name).join(Artist, Artist.id == Track.artist_id)
+        .where(Track.id.in_(ids)))}
+    albums = {}
+    for tid, album_id, title in db.session.execute(
+            sa.select(Listen.track_id, Listen.album_id, Album.title).join(Album, Album.id == Listen.album_id)
+            .where(Listen.track_id.in_(ids), *where).order_by(Listen.played_at, Listen.id)):
+        albums[tid] = (album_id, title)  # the latest play wins
+    items = []
+    for tid in ids:
+        title, artist = names[tid]
+        album_id, album = albums.get(tid, (None, None))
+        items.append({"track_id": tid, "artist": artist, "title": title, "album": album, "album_id": album_id,
+                      "duration": None})
+    return items
+
+
+def _month_name(moment):
+    try:
+        from flask_babel import format_date
+
+        return format_date(moment, "MMMM y")
+    except (ImportError, RuntimeError, KeyError):
+        return moment.strftime("%B %Y")
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+def this_month_top(params, now):
+    """The most played tracks of the current UTC calendar month (or of the last 30 days)."""
+    _no_listens()
+    moment = datetime.fromtimestamp(now, UTC)
+    if params["period"] == "month":
+        start = int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp())
+        name = _("This month's top: %(month)s", month=_month_name(moment))
+    else:
+        start = int(now) - 30 * DAY
+        name = _("Top of the last 30 days (to %(day)s)", day=moment.strftime("%Y-%m-%d"))
+    where = (Listen.played_at >= start, Listen.played_at <= now)
+    ranked = _ranked_tracks(where, limit=params["count"])
+    if not ranked:
+        since = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
+        raise NothingFound(_("No listens since %(day)s: try the last 30 days, or import your recent listens.",
+                             day=since), "pages.settings", _("Import your history"))
+    return name, _track_items(ranked, where)
+
+
+def forgotten_favourites(params, now):
+    """Tracks played at least `min_plays` times, none of them in the last `away_days` days."""
+    _no_listens()
+    cutoff = int(now) - params["away_days"] * DAY
+    plays, last = sa.func.count(), sa.func.max(Listen.played_at)
+    ranked = _ranked_tracks((), having=(plays >= params["min_plays"], last < cutoff), limit=params["count"])
+    if not ranked:
+        raise NothingFound(_("No track has %(plays)s plays or more without a play in the last %(days)s days: "
+                             "try fewer plays or fewer days.", plays=params["min_plays"], days=params["away_days"]),
+                           "pages.journal", _("See your journal"))
+    return _("Forgotten favourites"), _track_items(ranked)
+
+
+UNPLAYED_ORDERS = {
+    "added": lambda r: _added(r["date_added"]),
+    "artist": lambda r: (name_key(r["artist"]), r["year"] or 0, name_key(r["title"])),
+    "year": lambda r: (r["year"] or 9999, name_key(r["artist"])),
+}
+
+
+def _added(value):
+    try:  # Discogs dates carry local offsets: compare instants, not strings
+        return datetime.fromisoformat(value).timestamp()
+    except (TypeError, ValueError):
+        return float("inf")  # unknown: after the dated records
+
+
+def unplayed_records(params, now):
+    """One item per owned record whose album has no listens: the record itself, as the shelf names it.
+
+    The collection stores no track lists, and a track of the same artist from another record would
+    lead away from the record, so the item's title is the record's title and it has no track id.
+    Several copies of one album are one item.
+    """
+    del now
+    if db.session.execute(sa.select(CollectionItem.id).limit(1)).first() is None:
+        raise NothingFound(_("Your record shelf is empty: sync your Discogs collection first."),
+                           "pages.settings", _("Sync your collection"))
+    played = sa.exists().where(Listen.album_id == CollectionItem.album_id)
+    rows = db.session.execute(
+        sa.select(CollectionItem.id, CollectionItem.album_id, CollectionItem.artist, CollectionItem.title,
+                  CollectionItem.year, CollectionItem.date_added)
+        .where(sa.or_(CollectionItem.album_id.is_(None), ~played)).order_by(CollectionItem.id)).mappings().all()
+    records, seen = [], set()
+    for row in rows:
+        key = row["album_id"] or (name_key(row["artist"]), name_key(row["title"]))
+        if key not in seen:
+            seen.add(key)
+            records.append(row)
+    if not records:
+        raise NothingFound(_("Every record on your shelf has been played at least once."),
+                           "pages.collection", _("See your collection"))
+    records.sort(key=lambda r: (UNPLAYED_ORDERS[params["order"]](r), r["id"]))
+    items = [{"track_id": None, "artist": r["artist"], "title": r["title"], "album": r["title"],
+              "album_id": r["album_id"], "duration": None} for r in records[:params["count"]]]
+    return _("Owned records never played"), items
+
+
+def _count(default):
+    return Param("count", _l("Tracks"), default, 1, 500)
+
+
+GENERATORS = {g.kind: g for g in (
+    Generator("this_month_top", _l("This month's top"),
+              _l("Your most played tracks of the current month, or of the last 30 days."),
+              (_count(25), Param("period", _l("Period"), "month",
+                                 choices=(("month", _l("This calendar month")), ("30days", _l("The last 30 days"))))),
+              this_month_top),
+    Generator("forgotten_favourites", _l("Forgotten favourites"),
+              _l("Tracks you played a lot, but not for a long while; the most played first."),
+              (_count(50), Param("min_plays", _l("At least this many plays"), 10, 1, 1_000_000),
+               Param("away_days", _l("Not played for this many days"), 365, 1, 36_500)),
+              forgotten_favourites),
+    Generator("unplayed_records", _l("A walk through records never played"),
+              _l("Records on your shelf you have never listened to: one entry per record."),
+              (Param("count", _l("Records"), 30, 1, 500),
+               Param("order", _l("Order"), "added", choices=(("added", _l("Longest on the shelf first")),
+                                                              ("artist", _l("Artist A to Z")),
+                                                              ("year", _l("Oldest release first"))))),
+              unplayed_records),
+)}
+
+
+def generate(kind, raw_params=None, now=None, strict=True):
+    """Run a generator: (name, items, parameters used). Raises PlaylistError or NothingFound."""
+    generator = GENERATORS.get(kind)
+    if generator is None:
+        raise PlaylistError(_("kind must be one of: %(kinds)s", kinds=", ".join(GENERATORS)))
+    params = generator.parse(raw_params, strict=strict)
+    name, items = generator.run(params, time.time() if now is None else now)
+    return name, items, params
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def clean_text(value, label, required=True, max_length=MAX_TEXT):
+    """A name as stored: surrounding spaces trimmed; any Unicode and newlines kept; NUL and broken
+    surrogates refused (no database stores them)."""
+    if value is None:
+        if required:
+            raise PlaylistError(_("%(field)s is required", field=label))
+        return None
+    if not isinstance(value, str):
+        raise PlaylistError(_("%(field)s must be text", field=label))
+    value = value.strip()
+    if not value:
+        if required:
+            raise PlaylistError(_("%(field)s must not be empty", field=label))
+        return None
+    if "\x00" in value:
+        raise PlaylistError(_("%(field)s must not contain NUL characters", field=label))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PlaylistError(_("%(field)s is not valid Unicode text", field=label)) from None
+    if len(value) > max_length:
+        raise PlaylistError(_("%(field)s is longer than %(n)s characters", field=label, n=max_length))
+    return value
+
+
+def clean_name(value):
+    return clean_text(value, "name", max_length=MAX_NAME)
+
+
+def _whole(value, label, low, high):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PlaylistError(_("%(field)s must be a whole number between %(low)s and %(high)s",
+                              field=label, low=low, high=high))
+    return value
+
+
+def clean_items(raw):
+    """Items from the API: each either names a track (`track_id`, names filled in from it) or gives
+    `artist` and `title`; `album`, `album_id` and `duration` (seconds) are optional."""
+    if not isinstance(raw, list):
+        raise PlaylistError(_("items must be a list"))
+    if len(raw) > MAX_ITEMS:
+        raise PlaylistError(_("a playlist holds at most %(n)s items", n=MAX_ITEMS))
+    items = []
+    for index, entry in enumerate(raw):
+        where = f"items[{index}]"
+        if not isinstance(entry, dict):
+            raise PlaylistError(_("%(field)s must be an object", field=where))
+        unknown = sorted(set(entry) - set(ITEM_FIELDS) - {"position"})
+        if unknown:
+            raise PlaylistError(_("%(field)s has unknown fields %(names)s; known: %(known)s", field=where,
+                                  names=", ".join(unknown), known=", ".join(ITEM_FIELDS)))
+        track_id = _whole(entry.get("track_id"), f"{where}.track_id", 1, 2**31 - 1)
+        album_id = _whole(entry.get("album_id"), f"{where}.album_id", 1, 2**31 - 1)
+        track = None
+        if track_id is not None:
+            track = db.session.execute(sa.select(Track.title, Artist.name).join(Artist, Artist.id == Track.artist_id)
+                                       .where(Track.id == track_id)).first()
+            if track is None:
+                raise PlaylistError(_("%(field)s: no track %(id)s", field=where, id=track_id))
+        if album_id is not None and db.session.get(Album, album_id) is None:
+            raise PlaylistError(_("%(field)s: no album %(id)s", field=where, id=album_id))
+        artist = clean_text(entry.get("artist"), f"{where}.artist", required=track is None)
+        title = clean_text(entry.get("title"), f"{where}.title", required=track is None)
+        items.append({"track_id": track_id, "artist": artist or track[1], "title": title or track[0],
+                      "album": clean_text(entry.get("album"), f"{where}.album", required=False),
+                      "album_id": album_id,
+                      "duration": _whole(entry.get("duration"), f"{where}.duration", 0, 7 * DAY)})
+    return items
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def create(name, kind, params, items):
+    now = time.time()
+    playlist = Playlist(name=name, kind=kind, params=params or {}, created_at=now, updated_at=now)
+    db.session.add(playlist)
+    db.session.flush()
+    _write_items(playlist.id, items)
+    db.session.commit()
+    return playlist
+
+
+def get(playlist_id, for_update=False):
+    query = sa.select(Playlist).where(Playlist.id == playlist_id)
+    if for_update:  # one edit of a playlist at a time (PostgreSQL; SQLite serialises writers anyway)
+        query = query.with_for_update()
+    return db.session.execute(query).scalar()
+
+
+def items_of(playlist_id):
+    rows = db.session.execute(sa.select(PlaylistItem).where(PlaylistItem.playlist_id == playlist_id)
+                              .order_by(PlaylistItem.position)).scalars()
+    return [{"position": r.position, **{f: getattr(r, f) for f in ITEM_FIELDS}} for r in rows]
+
+
+def listing():
+    """[(playlist, number of items)], the latest changed first."""
+    counts = dict(db.session.execute(sa.select(PlaylistItem.playlist_id, sa.func.count())
+                                     .group_by(PlaylistItem.playlist_id)).all())
+    rows = db.session.execute(sa.select(Playlist).order_by(Playlist.updated_at.desc(), Playlist.id.desc())).scalars()
+    return [(p, counts.get(p.id, 0)) for p in rows]
+
+
+def _write_items(playlist_id, items):
+    # The whole list is written again: positions stay 0..n-1 with no gaps and no transient clashes.
+    table = PlaylistItem.__table__
+    db.session.execute(table.delete().where(table.c.playlist_id == playlist_id))
+    if items:
+        db.session.execute(table.insert(), [{"playlist_id": playlist_id, "position": i,
+                                             **{f: item.get(f) for f in ITEM_FIELDS}}
+                                            for i, item in enumerate(items)])
+
+
+def save(playlist, name=None, items=None):
+    """Rename and/or replace the items, in one transaction."""
+    if name is not None:
+        playlist.name = name
+    if items is not None:
+        if len(items) > MAX_ITEMS:
+            raise PlaylistError(_("a playlist holds at most %(n)s items", n=MAX_ITEMS))
+        _write_items(playlist.id, items)
+    playlist.updated_at = max(time.time(), playlist.updated_at + 1e-6)
+    db.session.commit()
+
+
+def move(items, position, offset):
+    """The items with the one at `position` moved by `offset` (-1 up, 1 down), kept within the list."""
+    if not 0 <= position < len(items):
+        raise PlaylistError(_("there is no item at position %(n)s", n=position))
+    target = min(max(position + offset, 0), len(items) - 1)
+    items = list(items)
+    items.insert(target, items.pop(position))
+    return items
+
+
+def delete(playlist):
+    db.session.execute(PlaylistItem.__table__.delete().where(PlaylistItem.playlist_id == playlist.id))
+    db.session.delete(playlist)
+    db.session.commit()
+
+
+def track_item(track_id):
+    """An item for a known track, with the album of its latest play; None if there is no such track."""
+    if db.session.get(Track, track_id) is None:
+        return None
+    return _track_items([(track_id,)])[0]
+
+
+def search_tracks(query, limit=20):
+    """Tracks of the listens whose title or artist contains `query` (any case), most played first."""
+    key = name_key(query)
+    if not key:
+        return []
+    plays = sa.func.count(Listen.id).label("plays")
+    rows = db.session.execute(
+        sa.select(Track.id, Track.title, Artist.name, plays).join(Artist, Artist.id == Track.artist_id)
+        .join(Listen, Listen.track_id == Track.id)
+        .where(sa.or_(Track.title_key.contains(key, autoescape=True), Artist.name_key.contains(key, autoescape=True)))
+        .group_by(Track.id, Track.title, Artist.name).order_by(plays.desc(), Track.id).limit(limit)).all()
+    return [{"track_id": tid, "title": title, "artist": artist, "plays": n} for tid, title, artist, n in rows]
