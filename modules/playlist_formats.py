@@ -49,23 +49,23 @@ def _xml_text(text):
 def xspf(name, items, created_at=None):
     """XSPF version 1 (UTF-8 bytes): playlist title and creator, a track per item with creator,
     title, album and duration in milliseconds, and no location."""
-    ns = f"{{{XSPF_NS}}}"
-    root = ET.Element(ns + "playlist", {"version": "1"})
-    ET.SubElement(root, ns + "title").text = _xml_text(name)
-    ET.SubElement(root, ns + "creator").text = CREATOR
+    # Unqualified tags under a default xmlns: what every XSPF reader expects (no ns0: prefixes).
+    root = ET.Element("playlist", {"version": "1", "xmlns": XSPF_NS})
+    ET.SubElement(root, "title").text = _xml_text(name)
+    ET.SubElement(root, "creator").text = CREATOR
     if created_at is not None:
         stamp = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        ET.SubElement(root, ns + "date").text = stamp
-    track_list = ET.SubElement(root, ns + "trackList")
+        ET.SubElement(root, "date").text = stamp
+    track_list = ET.SubElement(root, "trackList")
     for item in items:
-        track = ET.SubElement(track_list, ns + "track")
-        ET.SubElement(track, ns + "title").text = _xml_text(item["title"])
-        ET.SubElement(track, ns + "creator").text = _xml_text(item["artist"])
+        track = ET.SubElement(track_list, "track")
+        ET.SubElement(track, "title").text = _xml_text(item["title"])
+        ET.SubElement(track, "creator").text = _xml_text(item["artist"])
         if item.get("album"):
-            ET.SubElement(track, ns + "album").text = _xml_text(item["album"])
+            ET.SubElement(track, "album").text = _xml_text(item["album"])
         if item.get("duration") is not None:
-            ET.SubElement(track, ns + "duration").text = str(int(item["duration"]) * 1000)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=XSPF_NS)
+            ET.SubElement(track, "duration").text = str(int(item["duration"]) * 1000)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def csv_text(items):

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from flask import has_request_context
 
 from .db import db
-from .i18n import gettext as _
-from .i18n import lazy_gettext as _l
+from .i18n import gettext
 from .models import Album, Artist, CollectionItem, Listen, Playlist, PlaylistItem, Track
 from .names import name_key
 
@@ -24,6 +24,17 @@ MAX_ITEMS = 1000
 MAX_NAME = 200
 MAX_TEXT = 512
 ITEM_FIELDS = ("track_id", "artist", "title", "album", "album_id", "duration")
+
+
+def _(text, **variables):
+    """gettext in a request (the person's language); English outside one (scripts, tests)."""
+    if has_request_context():
+        return gettext(text, **variables)
+    return text % variables if variables else text
+
+
+def N_(text):  # noqa: N802 - the name pybabel extracts; translated where shown (templates: _(label))
+    return text
 
 
 class PlaylistError(ValueError):
@@ -155,8 +166,12 @@ def this_month_top(params, now):
     ranked = _ranked_tracks(where, limit=params["count"])
     if not ranked:
         since = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
-        raise NothingFound(_("No listens since %(day)s: try the last 30 days, or import your recent listens.",
-                             day=since), "pages.settings", _("Import your history"))
+        if params["period"] == "month":
+            message = _("No listens this month yet (since %(day)s): try the last 30 days, or import your "
+                        "recent listens.", day=since)
+        else:
+            message = _("No listens in the last 30 days (since %(day)s): import your recent listens.", day=since)
+        raise NothingFound(message, "pages.settings", _("Import your history"))
     return name, _track_items(ranked, where)
 
 
@@ -203,8 +218,9 @@ def unplayed_records(params, now):
         sa.select(CollectionItem.id, CollectionItem.album_id, CollectionItem.artist, CollectionItem.title,
                   CollectionItem.year, CollectionItem.date_added)
         .where(sa.or_(CollectionItem.album_id.is_(None), ~played)).order_by(CollectionItem.id)).mappings().all()
+    order = UNPLAYED_ORDERS[params["order"]]
     records, seen = [], set()
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (order(r), r["id"])):  # several copies: the first in order stands
         key = row["album_id"] or (name_key(row["artist"]), name_key(row["title"]))
         if key not in seen:
             seen.add(key)
@@ -212,33 +228,32 @@ def unplayed_records(params, now):
     if not records:
         raise NothingFound(_("Every record on your shelf has been played at least once."),
                            "pages.collection", _("See your collection"))
-    records.sort(key=lambda r: (UNPLAYED_ORDERS[params["order"]](r), r["id"]))
     items = [{"track_id": None, "artist": r["artist"], "title": r["title"], "album": r["title"],
               "album_id": r["album_id"], "duration": None} for r in records[:params["count"]]]
     return _("Owned records never played"), items
 
 
 def _count(default):
-    return Param("count", _l("Tracks"), default, 1, 500)
+    return Param("count", N_("Tracks"), default, 1, 500)
 
 
 GENERATORS = {g.kind: g for g in (
-    Generator("this_month_top", _l("This month's top"),
-              _l("Your most played tracks of the current month, or of the last 30 days."),
-              (_count(25), Param("period", _l("Period"), "month",
-                                 choices=(("month", _l("This calendar month")), ("30days", _l("The last 30 days"))))),
+    Generator("this_month_top", N_("This month's top"),
+              N_("Your most played tracks of the current month, or of the last 30 days."),
+              (_count(25), Param("period", N_("Period"), "month",
+                                 choices=(("month", N_("This calendar month")), ("30days", N_("The last 30 days"))))),
               this_month_top),
-    Generator("forgotten_favourites", _l("Forgotten favourites"),
-              _l("Tracks you played a lot, but not for a long while; the most played first."),
-              (_count(50), Param("min_plays", _l("At least this many plays"), 10, 1, 1_000_000),
-               Param("away_days", _l("Not played for this many days"), 365, 1, 36_500)),
+    Generator("forgotten_favourites", N_("Forgotten favourites"),
+              N_("Tracks you played a lot, but not for a long while; the most played first."),
+              (_count(50), Param("min_plays", N_("At least this many plays"), 10, 1, 1_000_000),
+               Param("away_days", N_("Not played for this many days"), 365, 1, 36_500)),
               forgotten_favourites),
-    Generator("unplayed_records", _l("A walk through records never played"),
-              _l("Records on your shelf you have never listened to: one entry per record."),
-              (Param("count", _l("Records"), 30, 1, 500),
-               Param("order", _l("Order"), "added", choices=(("added", _l("Longest on the shelf first")),
-                                                              ("artist", _l("Artist A to Z")),
-                                                              ("year", _l("Oldest release first"))))),
+    Generator("unplayed_records", N_("A walk through records never played"),
+              N_("Records on your shelf you have never listened to: one entry per record."),
+              (Param("count", N_("Records"), 30, 1, 500),
+               Param("order", N_("Order"), "added", choices=(("added", N_("Longest on the shelf first")),
+                                                              ("artist", N_("Artist A to Z")),
+                                                              ("year", N_("Oldest release first"))))),
               unplayed_records),
 )}
 
@@ -322,9 +337,12 @@ def clean_items(raw):
             raise PlaylistError(_("%(field)s: no album %(id)s", field=where, id=album_id))
         artist = clean_text(entry.get("artist"), f"{where}.artist", required=track is None)
         title = clean_text(entry.get("title"), f"{where}.title", required=track is None)
+        album = clean_text(entry.get("album"), f"{where}.album", required=False)
+        if track is not None and "album" not in entry and album_id is None:
+            known = track_item(track_id)  # a bare track id: the album of its latest play
+            album, album_id = known["album"], known["album_id"]
         items.append({"track_id": track_id, "artist": artist or track[1], "title": title or track[0],
-                      "album": clean_text(entry.get("album"), f"{where}.album", required=False),
-                      "album_id": album_id,
+                      "album": album, "album_id": album_id,
                       "duration": _whole(entry.get("duration"), f"{where}.duration", 0, 7 * DAY)})
     return items
 

@@ -243,8 +243,8 @@ def api_list():
 
 @bp.get("/api/v1/playlists/generators")
 def api_generators():
-    return jsonify({"items": [{"kind": g.kind, "title": str(g.title), "description": str(g.description),
-                               "params": [{"name": p.name, "label": str(p.label), "default": p.default,
+    return jsonify({"items": [{"kind": g.kind, "title": _(g.title), "description": _(g.description),
+                               "params": [{"name": p.name, "label": _(p.label), "default": p.default,
                                            "minimum": p.minimum, "maximum": p.maximum,
                                            "choices": [v for v, _label in p.choices] or None} for p in g.params]}
                               for g in playlists.GENERATORS.values()]})
