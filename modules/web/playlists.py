@@ -142,7 +142,10 @@ def move_item(playlist_id, position):
         return show(playlist_id, error_message=str(exc), status=400)
     playlists.save(playlist, items=items)
     target = min(max(position + (-1 if direction == "up" else 1), 0), len(items) - 1)
-    # The moved item's button keeps the keyboard focus, so pressing Enter again moves it again.
+    # The moved item's button keeps the keyboard focus, so pressing Enter again moves it again; at
+    # an end, where that button is disabled, its other button takes the focus.
+    if (direction == "up" and target == 0) or (direction == "down" and target == len(items) - 1):
+        direction = "down" if direction == "up" else "up"
     return _back(playlist_id, focus=f"{direction}-{target}")
 
 
