@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from modules.db import db
-from tests.browsing import needs_chromium
+from tests.browsing import needs_chromium, only_local
 from tests.conftest import make_app
 from tests.test_playlists import Library
 
@@ -38,15 +38,7 @@ def open_page(browser, viewport):
     context = browser.new_context(viewport=viewport, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
-    outside = []
-
-    def route(r):
-        if re.match(r"^https?://127\.0\.0\.1[:/]", r.request.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-    context.route("**/*", route)
+    outside = only_local(context)
     page = context.new_page()
     page.console_lines, page.dialogs, page.outside = [], [], outside
     page.on("pageerror", lambda exc: page.console_lines.append(f"pageerror: {exc}"))

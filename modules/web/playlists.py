@@ -229,7 +229,10 @@ def export_csv(playlist_id):
 
 
 def _api_playlist(playlist_id, for_update=False):
-    return playlists.get(playlist_id, for_update=for_update)
+    playlist = playlists.get(playlist_id, for_update=for_update)
+    if playlist is None:
+        abort(error(404, _("no playlist %(id)s", id=playlist_id)))
+    return playlist
 
 
 def _json_body():
@@ -291,16 +294,12 @@ def api_create():
 @bp.get("/api/v1/playlists/<int:playlist_id>")
 def api_get(playlist_id):
     playlist = _api_playlist(playlist_id)
-    if playlist is None:
-        return error(404, _("no playlist %(id)s", id=playlist_id))
     return jsonify(_detail(playlist))
 
 
 @bp.patch("/api/v1/playlists/<int:playlist_id>")
 def api_patch(playlist_id):
     playlist = _api_playlist(playlist_id, for_update=True)
-    if playlist is None:
-        return error(404, _("no playlist %(id)s", id=playlist_id))
     try:
         body = _json_body()
         unknown = sorted(set(body) - {"name", "items"})
@@ -319,7 +318,5 @@ def api_patch(playlist_id):
 @bp.delete("/api/v1/playlists/<int:playlist_id>")
 def api_delete(playlist_id):
     playlist = _api_playlist(playlist_id, for_update=True)
-    if playlist is None:
-        return error(404, _("no playlist %(id)s", id=playlist_id))
     playlists.delete(playlist)
     return "", 204
