@@ -126,11 +126,15 @@ def _track_items(ranked, where=()):
     names = {tid: (title, artist) for tid, title, artist in db.session.execute(
         sa.select(Track.id, Track.title, Artist.name).join(Artist, Artist.id == Track.artist_id)
         .where(Track.id.in_(ids)))}
-    albums = {}
-    for tid, album_id, title in db.session.execute(
-            sa.select(Listen.track_id, Listen.album_id, Album.title).join(Album, Album.id == Listen.album_id)
-            .where(Listen.track_id.in_(ids), *where).order_by(Listen.played_at, Listen.id)):
-        albums[tid] = (album_id, title)  # the latest play wins
+    latest = {}  # track id -> (played_at, listen id, album id) of its latest play with an album
+    for tid, played_at, listen_id, album_id in db.session.execute(
+            sa.select(Listen.track_id, Listen.played_at, Listen.id, Listen.album_id)
+            .where(Listen.track_id.in_(ids), Listen.album_id.is_not(None), *where)):
+        if tid not in latest or (played_at, listen_id) > latest[tid][:2]:
+            latest[tid] = (played_at, listen_id, album_id)
+    titles = dict(db.session.execute(sa.select(Album.id, Album.title)
+                                     .where(Album.id.in_({v[2] for v in latest.values()}))).all()) if latest else {}
+    albums = {tid: (v[2], titles[v[2]]) for tid, v in latest.items()}
     items = []
     for tid in ids:
         title, artist = names[tid]
@@ -213,11 +217,14 @@ def unplayed_records(params, now):
     if db.session.execute(sa.select(CollectionItem.id).limit(1)).first() is None:
         raise NothingFound(_("Your record shelf is empty: sync your Discogs collection first."),
                            "pages.settings", _("Sync your collection"))
-    played = sa.exists().where(Listen.album_id == CollectionItem.album_id)
+    # listens.album_id has no index: an anti-join against the played albums, gathered in one pass,
+    # instead of a search of the listens per record (seconds on a large history).
+    played = sa.select(Listen.album_id).where(Listen.album_id.is_not(None)).distinct().subquery()
     rows = db.session.execute(
         sa.select(CollectionItem.id, CollectionItem.album_id, CollectionItem.artist, CollectionItem.title,
                   CollectionItem.year, CollectionItem.date_added)
-        .where(sa.or_(CollectionItem.album_id.is_(None), ~played)).order_by(CollectionItem.id)).mappings().all()
+        .outerjoin(played, played.c.album_id == CollectionItem.album_id).where(played.c.album_id.is_(None))
+        .order_by(CollectionItem.id)).mappings().all()
     order = UNPLAYED_ORDERS[params["order"]]
     records, seen = [], set()
     for row in sorted(rows, key=lambda r: (order(r), r["id"])):  # several copies: the first in order stands
