@@ -57,7 +57,6 @@ class Param:
     minimum: int | None = None
     maximum: int | None = None
     choices: tuple = ()  # (value, label) pairs for a choice
-    help: object = ""
 
     def parse(self, raw):
         if raw is None or raw == "":

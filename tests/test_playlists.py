@@ -311,6 +311,7 @@ def test_manual_playlist_and_generators_listing(small, client):
     ({"kind": "this_month_top", "name": "x" * 201}, "longer than 200"),
     ({"kind": "this_month_top", "items": []}, "items can only be given with kind manual"),
     ({"kind": "manual", "items": []}, "name is required"),
+    ({"kind": "manual", "name": "m", "params": {"count": 3}}, "params can only be given with a generator"),
     ({"kind": "manual", "name": "m", "items": [{"title": "no artist"}]}, "items[0].artist is required"),
 ])
 def test_api_create_bad_input_is_400(small, client, body, message):

@@ -268,6 +268,8 @@ def api_create():
         kind = body.get("kind")
         name = playlists.clean_name(body["name"]) if body.get("name") is not None else None
         if kind == "manual":
+            if body.get("params"):
+                raise playlists.PlaylistError(_("params can only be given with a generator's kind"))
             params, items = {}, playlists.clean_items(body.get("items", []))
             if name is None:
                 raise playlists.PlaylistError(_("name is required for a playlist made by hand"))
