@@ -77,7 +77,8 @@ def generate_form():
     except playlists.PlaylistError as exc:
         return _index(error_message=str(exc), status=400, form={"kind": kind, **raw})
     except playlists.NothingFound as exc:
-        nothing = {"message": exc.message, "url": url_for(exc.link_endpoint), "text": exc.link_text}
+        nothing = {"title": _(generator.title), "message": exc.message, "url": url_for(exc.link_endpoint),
+                   "text": exc.link_text}
         return _index(nothing=nothing, status=422, form={"kind": kind, **raw})
     playlist = playlists.create(name, kind, params, items)
     return redirect(url_for("playlists.show", playlist_id=playlist.id), 303)
