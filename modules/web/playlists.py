@@ -15,6 +15,7 @@ from flask import (
 )
 
 from .. import playlist_formats as formats
+from .. import playlist_store as store
 from .. import playlists
 from ..db import db
 from ..i18n import gettext as _
@@ -35,12 +36,12 @@ def _summary(playlist, count):
 
 
 def _detail(playlist):
-    items = playlists.items_of(playlist.id)
+    items = store.items_of(playlist.id)
     return {**_summary(playlist, len(items)), "items": items}
 
 
 def _found_or_404(playlist_id, for_update=False):
-    playlist = playlists.get(playlist_id, for_update=for_update)
+    playlist = store.get(playlist_id, for_update=for_update)
     if playlist is None:
         abort(404)
     return playlist
@@ -57,7 +58,7 @@ def _duration(seconds):
 
 
 def _index(error_message=None, nothing=None, status=200, form=None):
-    return render_template("playlists.html", playlists=[_summary(p, n) for p, n in playlists.listing()],
+    return render_template("playlists.html", playlists=[_summary(p, n) for p, n in store.listing()],
                            generators=list(playlists.GENERATORS.values()), error=error_message, nothing=nothing,
                            form=form or {}, notices=get_flashed_messages()), status
 
@@ -80,7 +81,7 @@ def generate_form():
         nothing = {"title": _(generator.title), "message": exc.message, "url": url_for(exc.link_endpoint),
                    "text": exc.link_text}
         return _index(nothing=nothing, status=422, form={"kind": kind, **raw})
-    playlist = playlists.create(name, kind, params, items)
+    playlist = store.create(name, kind, params, items)
     return redirect(url_for("playlists.show", playlist_id=playlist.id), 303)
 
 
@@ -88,8 +89,8 @@ def generate_form():
 def show(playlist_id, error_message=None, status=200):
     playlist = _found_or_404(playlist_id)
     query = (request.args.get("q") or "").strip()
-    results = playlists.search_tracks(query) if query else None
-    items = [{**item, "length": _duration(item["duration"])} for item in playlists.items_of(playlist.id)]
+    results = store.search_tracks(query) if query else None
+    items = [{**item, "length": _duration(item["duration"])} for item in store.items_of(playlist.id)]
     return render_template("playlist.html", playlist=playlist, items=items, query=query, results=results,
                            version=repr(playlist.updated_at), focus=request.args.get("focus", ""),
                            error=error_message, notices=get_flashed_messages(),
@@ -118,11 +119,11 @@ def rename(playlist_id):
     if stale:
         return stale
     try:
-        name = playlists.clean_name(request.form.get("name"))
+        name = store.clean_name(request.form.get("name"))
     except playlists.PlaylistError as exc:
         db.session.rollback()
         return show(playlist_id, error_message=_("The name was not changed: %(why)s", why=str(exc)), status=400)
-    playlists.save(playlist, name=name)
+    store.save(playlist, name=name)
     flash(_("Renamed."))
     return _back(playlist_id)
 
@@ -137,11 +138,11 @@ def move_item(playlist_id, position):
         db.session.rollback()
         return show(playlist_id, error_message=_("direction must be up or down"), status=400)
     try:
-        items = playlists.move(playlists.items_of(playlist_id), position, -1 if direction == "up" else 1)
+        items = store.move(store.items_of(playlist_id), position, -1 if direction == "up" else 1)
     except playlists.PlaylistError as exc:
         db.session.rollback()
         return show(playlist_id, error_message=str(exc), status=400)
-    playlists.save(playlist, items=items)
+    store.save(playlist, items=items)
     target = min(max(position + (-1 if direction == "up" else 1), 0), len(items) - 1)
     # The moved item's button keeps the keyboard focus, so pressing Enter again moves it again; at
     # an end, where that button is disabled, its other button takes the focus.
@@ -155,12 +156,12 @@ def remove_item(playlist_id, position):
     playlist, stale = _edit(playlist_id)
     if stale:
         return stale
-    items = playlists.items_of(playlist_id)
+    items = store.items_of(playlist_id)
     if not 0 <= position < len(items):
         db.session.rollback()
         return show(playlist_id, error_message=_("there is no item at position %(n)s", n=position), status=400)
     removed = items.pop(position)
-    playlists.save(playlist, items=items)
+    store.save(playlist, items=items)
     flash(_("Removed “%(title)s”.", title=removed["title"]))
     return _back(playlist_id)
 
@@ -175,9 +176,9 @@ def add_item(playlist_id):
     if item is None:
         db.session.rollback()
         return show(playlist_id, error_message=_("That track is not among your listens."), status=400)
-    items = playlists.items_of(playlist_id) + [item]
+    items = store.items_of(playlist_id) + [item]
     try:
-        playlists.save(playlist, items=items)
+        store.save(playlist, items=items)
     except playlists.PlaylistError as exc:
         db.session.rollback()
         return show(playlist_id, error_message=str(exc), status=400)
@@ -188,14 +189,14 @@ def add_item(playlist_id):
 @bp.get("/playlists/<int:playlist_id>/delete")
 def confirm_delete(playlist_id):
     playlist = _found_or_404(playlist_id)
-    return render_template("playlist_delete.html", playlist=playlist, count=len(playlists.items_of(playlist_id)))
+    return render_template("playlist_delete.html", playlist=playlist, count=len(store.items_of(playlist_id)))
 
 
 @bp.post("/playlists/<int:playlist_id>/delete")
 def delete(playlist_id):
     playlist = _found_or_404(playlist_id, for_update=True)
     name = playlist.name
-    playlists.delete(playlist)
+    store.delete(playlist)
     flash(_("Deleted the playlist “%(name)s”.", name=name))
     return redirect(url_for("playlists.index"), 303)
 
@@ -205,7 +206,7 @@ def delete(playlist_id):
 
 def _download(playlist_id, body, mimetype, extension):
     playlist = _found_or_404(playlist_id)
-    items = playlists.items_of(playlist_id)
+    items = store.items_of(playlist_id)
     disposition = formats.content_disposition(playlist.name, f"playlist-{playlist.id}", extension)
     return Response(body(playlist, items), mimetype=mimetype, headers={"Content-Disposition": disposition})
 
@@ -230,7 +231,7 @@ def export_csv(playlist_id):
 
 
 def _api_playlist(playlist_id, for_update=False):
-    playlist = playlists.get(playlist_id, for_update=for_update)
+    playlist = store.get(playlist_id, for_update=for_update)
     if playlist is None:
         abort(error(404, _("no playlist %(id)s", id=playlist_id)))
     return playlist
@@ -245,7 +246,7 @@ def _json_body():
 
 @bp.get("/api/v1/playlists")
 def api_list():
-    return jsonify({"items": [_summary(p, n) for p, n in playlists.listing()]})
+    return jsonify({"items": [_summary(p, n) for p, n in store.listing()]})
 
 
 @bp.get("/api/v1/playlists/generators")
@@ -259,7 +260,7 @@ def api_generators():
 
 @bp.get("/api/v1/playlists/tracks")
 def api_search_tracks():
-    return jsonify({"items": playlists.search_tracks(request.args.get("q") or "")})
+    return jsonify({"items": store.search_tracks(request.args.get("q") or "")})
 
 
 @bp.post("/api/v1/playlists")
@@ -267,11 +268,11 @@ def api_create():
     try:
         body = _json_body()
         kind = body.get("kind")
-        name = playlists.clean_name(body["name"]) if body.get("name") is not None else None
+        name = store.clean_name(body["name"]) if body.get("name") is not None else None
         if kind == "manual":
             if body.get("params"):
                 raise playlists.PlaylistError(_("params can only be given with a generator's kind"))
-            params, items = {}, playlists.clean_items(body.get("items", []))
+            params, items = {}, store.clean_items(body.get("items", []))
             if name is None:
                 raise playlists.PlaylistError(_("name is required for a playlist made by hand"))
         else:
@@ -290,7 +291,7 @@ def api_create():
         return error(400, str(exc))
     except playlists.NothingFound as exc:
         return error(422, exc.message, link=url_for(exc.link_endpoint))
-    playlist = playlists.create(name, kind, params, items)
+    playlist = store.create(name, kind, params, items)
     return jsonify(_detail(playlist)), 201
 
 
@@ -309,17 +310,17 @@ def api_patch(playlist_id):
         if unknown:
             raise playlists.PlaylistError(_("only name and items can be changed, not %(names)s",
                                             names=", ".join(unknown)))
-        name = playlists.clean_name(body["name"]) if "name" in body else None
-        items = playlists.clean_items(body["items"]) if "items" in body else None
+        name = store.clean_name(body["name"]) if "name" in body else None
+        items = store.clean_items(body["items"]) if "items" in body else None
     except playlists.PlaylistError as exc:
         db.session.rollback()
         return error(400, str(exc))
-    playlists.save(playlist, name=name, items=items)
+    store.save(playlist, name=name, items=items)
     return jsonify(_detail(playlist))
 
 
 @bp.delete("/api/v1/playlists/<int:playlist_id>")
 def api_delete(playlist_id):
     playlist = _api_playlist(playlist_id, for_update=True)
-    playlists.delete(playlist)
+    store.delete(playlist)
     return "", 204
