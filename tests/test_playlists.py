@@ -480,6 +480,16 @@ def test_xspf_parses_back_with_its_namespace(client, hostile_playlist):
     assert root.findtext(XSPF + "title") == hostile_playlist["name"].replace("\r\n", "\n")
     assert root.findtext(XSPF + "creator") == "Sillon"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", root.findtext(XSPF + "date"))
+    # XSPF 1: only the spec's elements, one trackList, tracks' children from the track element's list.
+    playlist_children = {"title", "creator", "annotation", "info", "location", "identifier", "image", "date",
+                         "license", "attribution", "link", "meta", "extension", "trackList"}
+    track_children = {"location", "identifier", "title", "creator", "annotation", "info", "image", "album",
+                      "trackNum", "duration", "link", "meta", "extension"}
+    assert {child.tag.removeprefix(XSPF) for child in root} <= playlist_children
+    assert len(root.findall(XSPF + "trackList")) == 1
+    for track in root.iter(XSPF + "track"):
+        assert {child.tag.removeprefix(XSPF) for child in track} <= track_children
+        assert all(child.text.isdigit() for child in track.findall(XSPF + "duration"))
     tracks = root.findall(f"{XSPF}trackList/{XSPF}track")
     got = [(t.findtext(XSPF + "creator"), t.findtext(XSPF + "title"), t.findtext(XSPF + "album"),
             t.findtext(XSPF + "duration"), t.find(XSPF + "location")) for t in tracks]
@@ -528,3 +538,14 @@ def test_items_keep_their_names_when_tracks_change(app, small, client):
     assert titles(client, made["id"])[0] == "One"
     with app.app_context():
         assert db.session.query(Playlist).count() == 1
+
+
+def test_an_empty_playlist_exports_and_shows_its_empty_state(app, client):
+    r = client.post("/api/v1/playlists", json={"kind": "manual", "name": "Nothing yet"})
+    assert r.status_code == 201 and r.get_json()["items"] == []
+    pid = r.get_json()["id"]
+    assert "This playlist is empty" in client.get(f"/playlists/{pid}").get_data(as_text=True)
+    assert client.get(f"/playlists/{pid}.m3u").get_data(as_text=True) == "#EXTM3U\n#PLAYLIST:Nothing yet\n"
+    assert client.get(f"/playlists/{pid}.csv").get_data(as_text=True).splitlines() == ["artist,title,album,duration"]
+    root = ET.fromstring(client.get(f"/playlists/{pid}.xspf").data)
+    assert root.find(XSPF + "trackList") is not None and root.findall(f"{XSPF}trackList/{XSPF}track") == []
