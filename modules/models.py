@@ -139,3 +139,28 @@ class Preference(db.Model):
     key = sa.Column(sa.String(128), primary_key=True)
     value = sa.Column(sa.JSON)
     updated_at = sa.Column(sa.Float, nullable=False, default=time.time, onupdate=time.time)
+
+
+class Playlist(db.Model):
+    """A saved playlist: made by a generator (`kind`, with the `params` it ran with) or by hand."""
+    __tablename__ = "playlists"
+    id = sa.Column(sa.Integer, primary_key=True)
+    name = sa.Column(sa.String(512), nullable=False)
+    kind = sa.Column(sa.String(32), nullable=False)
+    params = sa.Column(sa.JSON, nullable=False, default=dict)
+    created_at = sa.Column(sa.Float, nullable=False, default=time.time)
+    updated_at = sa.Column(sa.Float, nullable=False, default=time.time)
+
+
+class PlaylistItem(db.Model):
+    """One entry of a playlist. It keeps the names it was made with, so an export never depends on
+    later changes to tracks or albums; the ids only link back when the rows still exist."""
+    __tablename__ = "playlist_items"
+    playlist_id = sa.Column(sa.Integer, sa.ForeignKey("playlists.id", ondelete="CASCADE"), primary_key=True)
+    position = sa.Column(sa.Integer, primary_key=True)
+    track_id = sa.Column(sa.Integer, sa.ForeignKey("tracks.id", ondelete="SET NULL"))
+    artist = sa.Column(sa.String(512), nullable=False)
+    title = sa.Column(sa.String(512), nullable=False)
+    album = sa.Column(sa.String(512))
+    album_id = sa.Column(sa.Integer, sa.ForeignKey("albums.id", ondelete="SET NULL"))
+    duration = sa.Column(sa.Integer)  # seconds, when known

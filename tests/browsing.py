@@ -57,3 +57,20 @@ def inline_recorder(box_id):
 def launch(pw):
     """Debian's chromium, headless, with no network of its own."""
     return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def only_local(context):
+    """Abort every request of a browser context to anything but 127.0.0.1; returns the list of the
+    addresses it aborted (hermetic pages: a cover or a font from outside would be a bug)."""
+    import re
+
+    outside = []
+
+    def route(r):
+        if re.match(r"^https?://127\.0\.0\.1[:/]", r.request.url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+    context.route("**/*", route)
+    return outside

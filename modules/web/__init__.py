@@ -11,6 +11,7 @@ def init_app(app):
     app.register_blueprint(api.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(services.bp)
+    app.register_blueprint(__import__("modules.web.playlists", fromlist=["bp"]).bp)
 
     def wants_json():
         return request.path.startswith("/api/")
