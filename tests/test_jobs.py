@@ -48,7 +48,7 @@ def test_cancel_stops_an_import_within_one_batch_and_keeps_what_was_saved(tmp_pa
     with app.app_context():
         wait_until(lambda: (store.get(job_id) or {}).get("counters", {}).get("imported", 0) > 0)
     assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 202
-    snap = wait_for_job(app, job_id)
+    snap = wait_for_job(app, job_id, timeout=180)
     assert snap["status"] == "cancelled"
     with app.app_context():
         stored = db.session.execute(sa.select(sa.func.count()).select_from(Listen)).scalar()
@@ -58,7 +58,7 @@ def test_cancel_stops_an_import_within_one_batch_and_keeps_what_was_saved(tmp_pa
     # resume finishes the rest: the same data as an uninterrupted import
     r = client.post(f"/api/v1/jobs/{job_id}/resume")
     assert r.status_code == 202
-    final = wait_for_job(app, job_id)
+    final = wait_for_job(app, job_id, timeout=180)
     assert final["status"] == "completed"
     assert final["version"] > snap["version"]  # stream ids keep growing across the resume
     assert final["counters"]["imported"] == 30000 and final["counters"]["skipped"] == 0
