@@ -11,6 +11,8 @@ def init_app(app):
     app.register_blueprint(api.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(services.bp)
+    from .analytics import bp as analytics_bp
+    app.register_blueprint(analytics_bp)
 
     def wants_json():
         return request.path.startswith("/api/")
