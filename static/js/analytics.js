@@ -38,7 +38,7 @@
       labels: data.top_artists.map((a) => shorten(a.name)),
       datasets: [{ label: data.labels.plays, data: data.top_artists.map((a) => a.plays), backgroundColor: accent }],
     },
-    options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
+    options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
   });
 
   draw("chart-discoveries", {
@@ -47,7 +47,7 @@
       labels: data.discoveries.map((m) => m.month),
       datasets: [{ label: data.labels.artists, data: data.discoveries.map((m) => m.artists), backgroundColor: accent }],
     },
-    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
   });
 
   draw("chart-over-time", {
@@ -61,6 +61,6 @@
           backgroundColor: translucent(accent), pointRadius: 0, fill: "origin" },
       ],
     },
-    options: { interaction: { mode: "index", intersect: false }, scales: { y: { beginAtZero: true } } },
+    options: { interaction: { mode: "index", intersect: false }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
   });
 })();
