@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 
 from ..db import db
 from ..i18n import gettext, lazy_gettext
@@ -124,6 +124,16 @@ class LocalClock:
 def bucket_counts(tz, period=None, extra=None):
     """[(local seconds of the bucket start, extra value, listens)]. Buckets are UTC hours, made
     smaller when the zone has half- or quarter-hour offsets, so no bucket straddles two local hours."""
+    # Kept for the app context (one request): the page's streaks and all-time heatmap share a scan.
+    # `extra` is only ever the owned-album flag, hence a boolean in the key.
+    cache = g.setdefault("analytics_buckets", {})
+    key = (tz.key, (period.start, period.end) if period else (None, None), extra is not None)
+    if key not in cache:
+        cache[key] = _bucket_counts(tz, period, extra)
+    return cache[key]
+
+
+def _bucket_counts(tz, period, extra):
     step = 3600
     while True:
         bucket = Listen.played_at // step
