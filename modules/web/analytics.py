@@ -121,27 +121,28 @@ class LocalClock:
         return ts + (self._offset(ts) if known is False else known)
 
 
-def bucket_counts(tz, period=None, extra=None):
-    """[(local seconds of the bucket start, extra value, listens)]. Buckets are UTC hours, made
-    smaller when the zone has half- or quarter-hour offsets, so no bucket straddles two local hours."""
-    # Kept for the app context (one request): the page's streaks and all-time heatmap share a scan.
-    # `extra` is only ever the owned-album flag, hence a boolean in the key.
+def bucket_counts(tz, period=None, owned_only=False):
+    """[(local seconds of the bucket start, listens)]. Buckets are UTC hours, made smaller when the
+    zone has half- or quarter-hour offsets, so no bucket straddles two local hours. `owned_only`
+    counts only listens of albums on the shelf."""
+    # Kept for the app context (one request): the page's streaks, all-time heat map and shelf
+    # chart read one scan.
     cache = g.setdefault("analytics_buckets", {})
-    key = (tz.key, (period.start, period.end) if period else (None, None), extra is not None)
+    key = (tz.key, (period.start, period.end) if period else (None, None), owned_only)
     if key not in cache:
-        cache[key] = _bucket_counts(tz, period, extra)
+        cache[key] = _bucket_counts(tz, period or Period("all", None, None), owned_only)
     return cache[key]
 
 
-def _bucket_counts(tz, period, extra):
+def _bucket_counts(tz, period, owned_only):
     step = 3600
     while True:
-        bucket = Listen.played_at // step
-        columns = [bucket.label("b")] + ([extra.label("x")] if extra is not None else [])
-        query = sa.select(*columns, sa.func.count()).group_by(*columns)
-        rows = db.session.execute((period or Period("all", None, None)).where(query)).all()
+        bucket = (Listen.played_at // step).label("b")
+        query = period.where(sa.select(bucket, sa.func.count()).group_by(bucket))
+        if owned_only:
+            query = query.where(Listen.album_id.in_(_owned_album_ids()))
         clock = LocalClock(tz)
-        out = [(clock.local(row[0] * step), row[1] if extra is not None else None, row[-1]) for row in rows]
+        out = [(clock.local(b * step), n) for b, n in db.session.execute(query)]
         exact = math.gcd(step, *clock.offsets) if clock.offsets else step
         if exact == step:
             return out
@@ -207,7 +208,7 @@ def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
 def heatmap(tz, period):
     """Listens per local weekday (0 = Monday) and hour: cells[weekday][hour]."""
     cells = [[0] * 24 for _ in range(7)]
-    for local, _, n in bucket_counts(tz, period):
+    for local, n in bucket_counts(tz, period):
         cells[(local_day(local) + 3) % 7][(local // 3600) % 24] += n
     flat = [n for row in cells for n in row]
     return {"cells": cells, "max": max(flat), "total": sum(flat)}
@@ -223,7 +224,7 @@ def _run(days, end):
 def streaks(tz, now=None):
     """The longest run of consecutive local days with listens (the earliest if several), and the
     current run: the one reaching today, or yesterday while today has no listen yet."""
-    days = {local_day(local) for local, _, _ in bucket_counts(tz)}
+    days = {local_day(local) for local, _ in bucket_counts(tz)}
     longest = None
     for day in sorted(days):
         if day + 1 not in days:  # the end of a run
@@ -271,12 +272,10 @@ def unplayed(limit=DEFAULT_LIMIT):
 
 def owned_over_time(tz):
     """Per local month: every listen, and the listens of albums on the shelf."""
-    owned = sa.case((Listen.album_id.in_(_owned_album_ids()), 1), else_=0)
     per_month = {}
-    for local, is_owned, n in bucket_counts(tz, extra=owned):
-        counts = per_month.setdefault(month_key(local), [0, 0])
-        counts[0] += n
-        counts[1] += n if is_owned else 0
+    for column, owned_only in ((0, False), (1, True)):
+        for local, n in bucket_counts(tz, owned_only=owned_only):
+            per_month.setdefault(month_key(local), [0, 0])[column] += n
     if not per_month:
         return {"months": [], "plays": 0, "owned_plays": 0}
     months = [{"month": m, "plays": per_month.get(m, [0, 0])[0], "owned_plays": per_month.get(m, [0, 0])[1]}
