@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from flask import Blueprint, current_app, g, jsonify, render_template, request
 
 from ..db import db
 from ..i18n import gettext, lazy_gettext
-from ..models import Album, Artist, CollectionItem, Listen, Track
+from ..models import Album, Artist, CollectionItem, Listen, Track, utc_iso
 
 bp = Blueprint("analytics", __name__)
 
@@ -54,8 +54,7 @@ class Period:
         return query
 
     def as_dict(self):
-        iso = lambda s: None if s is None else datetime.fromtimestamp(s, UTC).isoformat().replace("+00:00", "Z")  # noqa: E731
-        return {"key": self.key, "label": self.label, "start": iso(self.start), "end": iso(self.end)}
+        return {"key": self.key, "label": self.label, "start": utc_iso(self.start), "end": utc_iso(self.end)}
 
 
 def parse_period(value, tz, now=None):
