@@ -45,6 +45,7 @@ OWNED_ALBUMS, OWNED_COPIES = 1_800, 2_000
 BATCH = 20_000
 YEARS = 10
 INDEX = "ix_listens_album_played"
+BASELINE = "baseline: SELECT count(*) FROM listens"
 
 
 def build_app(instance, database_url, tz):
@@ -111,21 +112,28 @@ def generate(app, listens, seed):
             "owned_copies": OWNED_COPIES, "generate_s": round(time.perf_counter() - started, 1)}
 
 
-def measure(fn, repeat):
-    from flask import g
+def measure(fn, baseline, repeat):
+    """(median seconds of fn, median of fn's time over the baseline's time taken just before it).
+    Interleaving the two keeps the ratio meaningful when the machine's load moves during the run."""
+    from flask import g, has_app_context
 
     fn()  # warm-up: prepared plans, the database's own cache
-    times = []
+    times, ratios = [], []
     for _ in range(repeat):
-        g.pop("analytics_buckets", None)  # the per-request cache of hourly counts: time the real work
+        started = time.perf_counter()
+        baseline()
+        base = time.perf_counter() - started
+        if has_app_context():
+            g.pop("analytics_buckets", None)  # the per-request cache of hourly counts: time the real work
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        ratios.append(times[-1] / base)
+    return statistics.median(times), statistics.median(ratios)
 
 
 def panels(app, repeat):
-    """{name: median seconds} for count(*) and every panel."""
+    """{name: (median seconds, median ratio to count(*))} for count(*) and every panel."""
     import sqlalchemy as sa
 
     from modules.db import db
@@ -135,22 +143,36 @@ def panels(app, repeat):
     with app.app_context():
         tz = an.timezone()
         periods = {key: an.parse_period(key, tz) for key in ("all", "12m")}
-        out["baseline: SELECT count(*) FROM listens"] = measure(
-            lambda: db.session.execute(sa.text("SELECT count(*) FROM listens")).scalar(), repeat)
+
+        def count():
+            return db.session.execute(sa.text("SELECT count(*) FROM listens")).scalar()
+
+        out[BASELINE] = measure(count, count, repeat)
         for key, period in periods.items():
             for kind in ("artists", "albums", "tracks"):
-                out[f"top {kind} ({key})"] = measure(lambda k=kind, p=period: an.top(k, p), repeat)
-            out[f"heatmap ({key})"] = measure(lambda p=period: an.heatmap(tz, p), repeat)
-            out[f"albums played, not owned ({key})"] = measure(lambda p=period: an.top("albums", p, not_owned=True), repeat)
-        out["streaks"] = measure(lambda: an.streaks(tz), repeat)
-        out["artists discovered per month"] = measure(lambda: an.discoveries(tz), repeat)
-        out["owned, never played"] = measure(lambda: an.unplayed(), repeat)
-        out["owned vs all listens per month"] = measure(lambda: an.owned_over_time(tz), repeat)
-        started = time.perf_counter()
-        app.test_client().get("/analytics?period=12m").close()
-        out["the whole page (12m), one request"] = time.perf_counter() - started
+                out[f"top {kind} ({key})"] = measure(lambda k=kind, p=period: an.top(k, p), count, repeat)
+            out[f"heatmap ({key})"] = measure(lambda p=period: an.heatmap(tz, p), count, repeat)
+            out[f"albums played, not owned ({key})"] = measure(
+                lambda p=period: an.top("albums", p, not_owned=True), count, repeat)
+        out["streaks"] = measure(lambda: an.streaks(tz), count, repeat)
+        out["artists discovered per month"] = measure(lambda: an.discoveries(tz), count, repeat)
+        out["owned, never played"] = measure(lambda: an.unplayed(), count, repeat)
+        out["owned vs all listens per month"] = measure(lambda: an.owned_over_time(tz), count, repeat)
         db.session.remove()
+    client = app.test_client()
+    out["the whole page (12m), one request"] = measure(lambda: client.get("/analytics?period=12m").close(), count_in(app), 1)
     return out
+
+
+def count_in(app):
+    import sqlalchemy as sa
+
+    from modules.db import db
+
+    def count():
+        with app.app_context():
+            return db.session.execute(sa.text("SELECT count(*) FROM listens")).scalar()
+    return count
 
 
 def main():
@@ -186,14 +208,12 @@ def main():
     finally:
         shutil.rmtree(instance, ignore_errors=True)
 
-    base = timed["baseline: SELECT count(*) FROM listens"]
     rows = []
-    for name, seconds in timed.items():
-        row = {"measure": name, "ms": round(seconds * 1000, 1), "ratio": round(seconds / base, 1)}
+    for name, (seconds, ratio) in timed.items():
+        row = {"measure": name, "ms": round(seconds * 1000, 1), "ratio": round(ratio, 1)}
         if without:
-            base_without = without["baseline: SELECT count(*) FROM listens"]
-            row.update({"ms_without_index": round(without[name] * 1000, 1),
-                        "ratio_without_index": round(without[name] / base_without, 1)})
+            row.update({"ms_without_index": round(without[name][0] * 1000, 1),
+                        "ratio_without_index": round(without[name][1], 1)})
         rows.append(row)
     results["panels"] = rows
     results["loadavg_after"] = os.getloadavg()
