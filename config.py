@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def _bool(value):
@@ -21,6 +22,17 @@ def _bool(value):
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _timezone(value):
+    """An IANA time zone name that zoneinfo knows, e.g. Europe/Paris."""
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        raise ValueError(f"{name!r} is not a time zone name zoneinfo knows (IANA names such as "
+                         "Europe/Paris, America/New_York or UTC)") from None
+    return name
 
 
 # name -> (config.json path or None, default, converter, description). The README's settings
@@ -69,6 +81,7 @@ SETTINGS = {
     "AI_LANGUAGE": ("ai.language", "English", str, "Language of the descriptions (also chosen on the settings page)"),
     "ENRICH_RETRY_BASE_SECONDS": (None, 1.0, float, "First wait after a 429 without Retry-After or a failure during enrichment"),
     "ENRICH_MAX_ATTEMPTS": (None, 6, int, "Tries per enrichment request before it counts as an error"),
+    "TIMEZONE": (None, "UTC", _timezone, "IANA time zone of the analytics page's hours, weekdays, days and months, e.g. Europe/Paris"),
     "TRACKER_INTERVAL_SECONDS": ("tracker.interval_seconds", 120, int, "How often the live tracker asks for new listens"),
 }
 

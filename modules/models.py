@@ -67,6 +67,7 @@ class Listen(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("played_at", "artist_key", "title_key", name="uq_listens_play"),
         sa.Index("ix_listens_artist_played", "artist_id", "played_at"),
+        sa.Index("ix_listens_album_played", "album_id", "played_at"),  # analytics: plays of an album
     )
     id = sa.Column(sa.Integer, primary_key=True)
     played_at = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False, index=True)

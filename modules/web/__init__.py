@@ -5,13 +5,14 @@ from flask import jsonify, render_template, request
 
 
 def init_app(app):
-    from . import api, pages, services, streams
+    from . import analytics, api, pages, playlists, services, streams
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(services.bp)
-    app.register_blueprint(__import__("modules.web.playlists", fromlist=["bp"]).bp)
+    app.register_blueprint(playlists.bp)
+    app.register_blueprint(analytics.bp)
 
     def wants_json():
         return request.path.startswith("/api/")

@@ -1,0 +1,352 @@
+"""The analytics page: top lists, when you listen, streaks, discoveries, and the shelf against the
+listening. One function per panel, each a few SQLAlchemy core queries that give the same answers on
+SQLite and PostgreSQL, plus the page and one JSON endpoint per panel.
+
+listens.played_at is UTC seconds; hours, weekdays, days and months are the person's (TIMEZONE). The
+database counts listens per UTC hour (per half or quarter hour for zones with such offsets) and
+Python maps each bucket to local time with zoneinfo: exact across daylight-saving changes, and cheap
+(one row per hour that has listens, not one per listen).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, g, jsonify, render_template, request
+
+from ..db import db
+from ..i18n import gettext, lazy_gettext
+from ..models import Album, Artist, CollectionItem, Listen, Track, utc_iso
+
+bp = Blueprint("analytics", __name__)
+
+DAY = 86400
+EPOCH = date(1970, 1, 1)  # a Thursday: weekday 3 with Monday = 0
+DEFAULT_PERIOD = "12m"
+PERIOD_LABELS = {"7d": lazy_gettext("Last 7 days"), "30d": lazy_gettext("Last 30 days"),
+                 "12m": lazy_gettext("Last 12 months"), "all": lazy_gettext("All time")}
+DEFAULT_LIMIT, MAX_LIMIT = 10, 100
+
+
+class BadParameter(ValueError):
+    """A query parameter the analytics cannot use; its message says what would do."""
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str
+    start: int | None  # UTC seconds, inclusive
+    end: int | None    # UTC seconds, exclusive
+
+    @property
+    def label(self):
+        return str(PERIOD_LABELS.get(self.key, self.key))
+
+    def where(self, query):
+        if self.start is not None:
+            query = query.where(Listen.played_at >= self.start)
+        if self.end is not None:
+            query = query.where(Listen.played_at < self.end)
+        return query
+
+    def as_dict(self):
+        return {"key": self.key, "label": self.label, "start": utc_iso(self.start), "end": utc_iso(self.end)}
+
+
+def parse_period(value, tz, now=None):
+    """7d and 30d: the last 7 or 30 times 24 hours; 12m: since this moment a year ago (local
+    calendar); all; or a year such as 2024, from 1 January to 1 January in the person's zone."""
+    key = (value or DEFAULT_PERIOD).strip().lower()
+    now = int(time.time() if now is None else now)
+    if key in ("7d", "30d"):
+        return Period(key, now - int(key[:-1]) * DAY, None)
+    if key == "12m":
+        local = datetime.fromtimestamp(now, tz)
+        try:
+            back = local.replace(year=local.year - 1)
+        except ValueError:  # 29 February
+            back = local.replace(year=local.year - 1, day=28)
+        return Period(key, int(back.timestamp()), None)
+    if key == "all":
+        return Period(key, None, None)
+    if key.isdigit() and len(key) == 4 and 1970 <= int(key) <= 2999:
+        year = int(key)
+        return Period(key, int(datetime(year, 1, 1, tzinfo=tz).timestamp()),
+                      int(datetime(year + 1, 1, 1, tzinfo=tz).timestamp()))
+    raise BadParameter(gettext("Unknown period %(value)r: use 7d, 30d, 12m, all or a year such as 2024.",
+                               value=str(value)[:40]))
+
+
+def parse_limit(value):
+    if value in (None, ""):
+        return DEFAULT_LIMIT
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadParameter(gettext("limit must be a whole number from 1 to %(max)s, not %(value)r.",
+                                   max=MAX_LIMIT, value=str(value)[:40]))
+    return limit
+
+
+# ----------------------------------------------------------------------------- local time
+
+
+class LocalClock:
+    """UTC seconds to the person's local seconds. zoneinfo is asked twice per UTC day seen (its
+    offset at both ends), and once per bucket only on the days an offset changes."""
+
+    def __init__(self, tz):
+        self.tz = tz
+        self.days = {}
+        self.offsets = set()
+
+    def _offset(self, ts):
+        offset = int(datetime.fromtimestamp(ts, self.tz).utcoffset().total_seconds())
+        self.offsets.add(offset)
+        return offset
+
+    def local(self, ts):
+        day = ts // DAY
+        known = self.days.get(day)
+        if known is None:
+            first, last = self._offset(day * DAY), self._offset(day * DAY + DAY - 1)
+            known = self.days[day] = first if first == last else False
+        return ts + (self._offset(ts) if known is False else known)
+
+
+def bucket_counts(tz, period=None, owned_only=False):
+    """[(local seconds of the bucket start, listens)]. Buckets are UTC hours, made smaller when the
+    zone has half- or quarter-hour offsets, so no bucket straddles two local hours. `owned_only`
+    counts only listens of albums on the shelf."""
+    # Kept for the app context (one request): the page's streaks, all-time heat map and shelf
+    # chart read one scan.
+    cache = g.setdefault("analytics_buckets", {})
+    key = (tz.key, (period.start, period.end) if period else (None, None), owned_only)
+    if key not in cache:
+        cache[key] = _bucket_counts(tz, period or Period("all", None, None), owned_only)
+    return cache[key]
+
+
+def _bucket_counts(tz, period, owned_only):
+    step = 3600
+    while True:
+        bucket = (Listen.played_at // step).label("b")
+        query = period.where(sa.select(bucket, sa.func.count()).group_by(bucket))
+        if owned_only:
+            query = query.where(Listen.album_id.in_(_owned_album_ids()))
+        clock = LocalClock(tz)
+        out = [(clock.local(b * step), n) for b, n in db.session.execute(query)]
+        exact = math.gcd(step, *clock.offsets) if clock.offsets else step
+        if exact == step:
+            return out
+        step = exact
+
+
+def local_day(local_seconds):
+    return local_seconds // DAY
+
+
+def month_key(local_seconds):
+    return (EPOCH + timedelta(days=local_seconds // DAY)).strftime("%Y-%m")
+
+
+def months_between(first, last):
+    """Every "YYYY-MM" from first to last."""
+    year, month = int(first[:4]), int(first[5:])
+    out = []
+    while f"{year:04d}-{month:02d}" <= last:
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- panels
+
+
+def _ranked(rows, make):
+    """Items with competition ranks: equal plays share a rank (1, 2, 2, 4)."""
+    items, rank, previous = [], 0, None
+    for index, row in enumerate(rows, 1):
+        if row.plays != previous:
+            rank, previous = index, row.plays
+        items.append({"rank": rank, **make(row), "plays": row.plays})
+    return items
+
+
+def _owned_album_ids():
+    return sa.select(CollectionItem.album_id).where(CollectionItem.album_id.is_not(None))
+
+
+def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
+    """The most played artists, albums or tracks of the period; ties ordered by name."""
+    if kind == "artists":
+        counts = period.where(sa.select(Listen.artist_id.label("id"), sa.func.count().label("plays"))
+                              .group_by(Listen.artist_id)).subquery()
+        query = (sa.select(counts.c.id, counts.c.plays, Artist.name).join(Artist, Artist.id == counts.c.id)
+                 .order_by(counts.c.plays.desc(), Artist.name_key, Artist.id))
+        make = lambda r: {"id": r.id, "name": r.name}  # noqa: E731
+    else:
+        column, table = (Listen.album_id, Album) if kind == "albums" else (Listen.track_id, Track)
+        inner = sa.select(column.label("id"), sa.func.count().label("plays")).where(column.is_not(None))
+        if not_owned:
+            inner = inner.where(column.not_in(_owned_album_ids()))
+        counts = period.where(inner.group_by(column)).subquery()
+        query = (sa.select(counts.c.id, counts.c.plays, table.title, Artist.name.label("artist"))
+                 .join(table, table.id == counts.c.id).join(Artist, Artist.id == table.artist_id)
+                 .order_by(counts.c.plays.desc(), table.title_key, Artist.name_key, table.id))
+        make = lambda r: {"id": r.id, "title": r.title, "artist": r.artist}  # noqa: E731
+    return _ranked(db.session.execute(query.limit(limit)).all(), make)
+
+
+def heatmap(tz, period):
+    """Listens per local weekday (0 = Monday) and hour: cells[weekday][hour]."""
+    cells = [[0] * 24 for _ in range(7)]
+    for local, n in bucket_counts(tz, period):
+        cells[(local_day(local) + 3) % 7][(local // 3600) % 24] += n
+    flat = [n for row in cells for n in row]
+    return {"cells": cells, "max": max(flat), "total": sum(flat)}
+
+
+def _run(days, end):
+    start = end
+    while start - 1 in days:
+        start -= 1
+    return start, end
+
+
+def streaks(tz, now=None):
+    """The longest run of consecutive local days with listens (the earliest if several), and the
+    current run: the one reaching today, or yesterday while today has no listen yet."""
+    days = {local_day(local) for local, _ in bucket_counts(tz)}
+    longest = None
+    for day in sorted(days):
+        if day + 1 not in days:  # the end of a run
+            start, end = _run(days, day)
+            if longest is None or end - start > longest[1] - longest[0]:
+                longest = (start, end)
+    today = local_day(LocalClock(tz).local(int(time.time() if now is None else now)))
+    current = _run(days, today) if today in days else _run(days, today - 1) if today - 1 in days else None
+
+    def describe(run):
+        if run is None:
+            return {"days": 0, "start": None, "end": None}
+        return {"days": run[1] - run[0] + 1, "start": (EPOCH + timedelta(days=run[0])).isoformat(),
+                "end": (EPOCH + timedelta(days=run[1])).isoformat()}
+    return {"longest": describe(longest), "current": describe(current), "days_with_listens": len(days)}
+
+
+def discoveries(tz):
+    """Artists discovered per local month: the month of each artist's first listen, gaps filled."""
+    firsts = db.session.execute(sa.select(sa.func.min(Listen.played_at)).group_by(Listen.artist_id)).scalars()
+    clock, per_month = LocalClock(tz), {}
+    for first in firsts:
+        key = month_key(clock.local(first))
+        per_month[key] = per_month.get(key, 0) + 1
+    if not per_month:
+        return {"months": [], "total": 0}
+    months = [{"month": m, "artists": per_month.get(m, 0)} for m in months_between(min(per_month), max(per_month))]
+    return {"months": months, "total": sum(per_month.values())}
+
+
+def unplayed(limit=DEFAULT_LIMIT):
+    """Albums on the shelf with no listen at all, by artist then title."""
+    played = sa.select(Listen.id).where(Listen.album_id == Album.id).exists()
+    rows = db.session.execute(
+        sa.select(Album.id, Album.title, Artist.name.label("artist"), sa.func.count(CollectionItem.id).label("copies"),
+                  sa.func.max(CollectionItem.year).label("year"))
+        .join(CollectionItem, CollectionItem.album_id == Album.id).join(Artist, Artist.id == Album.artist_id)
+        .where(~played).group_by(Album.id, Album.title, Artist.name, Artist.name_key, Album.title_key)
+        .order_by(Artist.name_key, Album.title_key, Album.id)).all()
+    owned = db.session.execute(sa.select(sa.func.count(sa.distinct(CollectionItem.album_id)))).scalar()
+    return {"owned_albums": owned, "total": len(rows),
+            "items": [{"id": r.id, "title": r.title, "artist": r.artist, "copies": r.copies, "year": r.year}
+                      for r in rows[:limit]]}
+
+
+def owned_over_time(tz):
+    """Per local month: every listen, and the listens of albums on the shelf."""
+    per_month = {}
+    for column, owned_only in ((0, False), (1, True)):
+        for local, n in bucket_counts(tz, owned_only=owned_only):
+            per_month.setdefault(month_key(local), [0, 0])[column] += n
+    if not per_month:
+        return {"months": [], "plays": 0, "owned_plays": 0}
+    months = [{"month": m, "plays": per_month.get(m, [0, 0])[0], "owned_plays": per_month.get(m, [0, 0])[1]}
+              for m in months_between(min(per_month), max(per_month))]
+    return {"months": months, "plays": sum(m["plays"] for m in months),
+            "owned_plays": sum(m["owned_plays"] for m in months)}
+
+
+# ----------------------------------------------------------------------------- web
+
+PERIOD_PANELS = frozenset({"top-artists", "top-albums", "top-tracks", "heatmap", "shelf-unowned"})
+PANELS = ("top-artists", "top-albums", "top-tracks", "heatmap", "streaks", "discoveries",
+          "shelf-unplayed", "shelf-unowned", "shelf-over-time")
+
+
+def timezone():
+    return ZoneInfo(current_app.extensions["sillon"]["settings"]["TIMEZONE"] or "UTC")
+
+
+def compute(panel, period, limit, tz):
+    if panel.startswith("top-"):
+        return {"items": top(panel[4:], period, limit)}
+    if panel == "heatmap":
+        return heatmap(tz, period)
+    if panel == "streaks":
+        return streaks(tz)
+    if panel == "discoveries":
+        return discoveries(tz)
+    if panel == "shelf-unplayed":
+        return unplayed(limit)
+    if panel == "shelf-unowned":
+        return {"items": top("albums", period, limit, not_owned=True)}
+    return owned_over_time(tz)
+
+
+def years_with_listens(tz):
+    first, last = db.session.execute(sa.select(sa.func.min(Listen.played_at), sa.func.max(Listen.played_at))).one()
+    if first is None:
+        return []
+    return list(range(datetime.fromtimestamp(last, tz).year, datetime.fromtimestamp(first, tz).year - 1, -1))
+
+
+@bp.get("/api/v1/analytics/<panel>")
+def panel_json(panel):
+    if panel not in PANELS:
+        return jsonify({"error": gettext("No analytics panel %(panel)r. Panels: %(panels)s.",
+                                         panel=panel[:40], panels=", ".join(PANELS))}), 404
+    tz = timezone()
+    try:
+        period = parse_period(request.args.get("period"), tz)
+        limit = parse_limit(request.args.get("limit"))
+    except BadParameter as exc:
+        return jsonify({"error": str(exc)}), 400
+    scope = {"period": period.as_dict()} if panel in PERIOD_PANELS else {}
+    return jsonify({"panel": panel, "timezone": tz.key, **scope, **compute(panel, period, limit, tz)})
+
+
+@bp.get("/analytics")
+def page():
+    tz = timezone()
+    error, status = None, 200
+    try:
+        period = parse_period(request.args.get("period"), tz)
+    except BadParameter as exc:
+        error, status = str(exc), 400
+        period = parse_period(DEFAULT_PERIOD, tz)
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Listen)).scalar()
+    data = {"total": total, "timezone": tz.key, "period": period.as_dict()}
+    if total:
+        data.update({name.replace("-", "_"): compute(name, period, DEFAULT_LIMIT, tz) for name in PANELS})
+    years = years_with_listens(tz) if total else []
+    periods = [(key, str(label)) for key, label in PERIOD_LABELS.items()] + [(str(y), str(y)) for y in years]
+    if period.key not in dict(periods):
+        periods.append((period.key, period.label))
+    return render_template("analytics.html", data=data, period=period, periods=periods, error=error), status
