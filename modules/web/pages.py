@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
+from .. import i18n, preferences
 from ..db import db
 from ..importers.enrichment import description_language
 from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
 from ..models import Album, CollectionItem, Job, utc_iso
+from ..progress import FINAL_STATUSES
 from ..sources import ai, discogs, lastfm, spotify
-from . import collection_query, listens_query, timeline
+from . import collection_query, job_history, listens_query, timeline
 from .uploads import UploadRejected, start_upload_import
 
 bp = Blueprint("pages", __name__)
@@ -28,10 +30,27 @@ def index():
 
 @bp.get("/progress/<job_id>")
 def progress(job_id):
-    snap = job_snapshot(job_id)
+    snap = job_history.snapshot_for_page(job_id)
     if snap is None:
         abort(404)
-    return render_template("progress.html", snap=snap)
+    duration = snap.get("elapsed_time")
+    return render_template("progress.html", snap=snap, final=snap["status"] in FINAL_STATUSES,
+                           kind_label=job_history.kind_label(snap["kind"]),
+                           status_label=job_history.status_label(snap["status"]),
+                           summary=job_history.counts(snap.get("result"), snap.get("counters")),
+                           duration=job_history.duration_parts(duration) if duration else None)
+
+
+@bp.route("/language/<code>", methods=["GET", "POST"])
+def language(code):
+    """Set the display language (cookie, and the saved preference) and go back where the person was."""
+    if code not in i18n.LANGUAGES:
+        abort(404)
+    target = request.values.get("next") or request.referrer or ""
+    response = redirect(i18n.safe_next(target, request.host) or url_for("pages.journal"), 303)
+    response.set_cookie(i18n.COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    preferences.put(i18n.PREFERENCE_KEY, code)
+    return response
 
 
 @bp.get("/journal")
@@ -116,8 +135,16 @@ def settings_upload():
 
 @bp.get("/jobs")
 def jobs():
-    rows = db.session.execute(sa.select(Job).order_by(Job.created_at.desc()).limit(200)).scalars().all()
-    return render_template("jobs.html", jobs=[j.as_dict() for j in rows])
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    kind = request.args.get("kind") or ""
+    status = request.args.get("status") or ""
+    kind = kind if kind in job_history.KIND_LABELS else ""
+    status = status if status in job_history.STATUS_LABELS else ""
+    total, pages, rows = job_history.history(page=page, kind=kind or None, status=status or None)
+    any_job = total > 0 or db.session.execute(sa.select(Job.id).limit(1)).first() is not None
+    return render_template("jobs.html", jobs=rows, total=total, page=page, pages=pages, kind=kind, status=status,
+                           any_job=any_job, kinds=job_history.KIND_LABELS, statuses=job_history.STATUS_LABELS,
+                           page_args={k: v for k, v in (("kind", kind), ("status", status)) if v})
 
 
 @bp.get("/collection")

@@ -4,7 +4,8 @@
   "use strict";
 
   function postJSON(url) {
-    return fetch(url, { method: "POST", headers: { Accept: "application/json" } })
+    return fetch(url, { method: "POST", headers: { Accept: "application/json",
+        "X-CSRFToken": (document.querySelector('meta[name="csrf-token"]') || {}).content || "" } })
       .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); });
   }
 
