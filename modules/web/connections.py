@@ -14,6 +14,7 @@ from flask import current_app
 from .. import preferences
 from ..db import db
 from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Job, utc_iso
 from ..sources import ai, discogs, lastfm, spotify
 from ..sources.errors import Retryable, SourceError
@@ -88,7 +89,7 @@ SERVICES = {
                       "lastfm-card"),
     "discogs": Service("discogs", "Discogs", discogs.missing_settings, ("discogs_sync",), _discogs, "discogs-card"),
     "spotify": Service("spotify", "Spotify", spotify.missing_settings, ("enrich",), _spotify, "enrich-card"),
-    "ai": Service("ai", "AI", ai.missing_settings, ("enrich",), _ai, "enrich-card"),
+    "ai": Service("ai", _l("AI endpoint"), ai.missing_settings, ("enrich",), _ai, "enrich-card"),
 }
 
 
@@ -142,7 +143,7 @@ def states():
                                     .where(Job.kind.in_(service.kinds), Job.status == "completed")).scalar()
         candidates = [(t, src) for t, src in ((job_at, "job"), (tested.get("last_ok_at"), "test")) if t]
         last_success, source = max(candidates) if candidates else (None, None)
-        rows.append({"name": service.name, "label": service.label, "missing": service.missing(settings),
+        rows.append({"name": service.name, "label": str(service.label), "missing": service.missing(settings),
                      "anchor": service.anchor, "last_success": last_success, "last_success_iso": utc_iso(last_success), "last_success_source": source,
                      "last_test": tested or None})
     return rows

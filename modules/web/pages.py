@@ -131,7 +131,7 @@ def _settings_context(error=None):
             "enrich_running": _running("enrich"),
             "enrich_providers": [("Spotify", spotify.missing_settings(settings)),
                                  ("Last.fm", lastfm.missing_settings(settings)),
-                                 ("AI descriptions", ai.missing_settings(settings))],
+                                 (_("AI descriptions"), ai.missing_settings(settings))],
             "albums_waiting": db.session.execute(sa.select(sa.func.count()).select_from(Album)
                                                  .where(Album.needs_enrichment.is_(True))).scalar(),
             "ai_language": description_language(settings), "services": connections.states(),
