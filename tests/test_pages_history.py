@@ -73,7 +73,7 @@ def test_a_finished_job_page_shows_its_summary(app, client):
     snap = wait_for_job(app, job_id)
     page = client.get(f"/progress/{job_id}").get_data(as_text=True)
     assert 'id="job-summary"' in page and '<dd id="summary-imported">7</dd>' in page
-    assert 'data-status="completed"' in page and 'aria-valuenow="100"' in page
+    assert 'class="status status-completed"' in page and 'aria-valuenow="100"' in page
     assert snap["message"] in page
 
 
@@ -90,7 +90,7 @@ def test_after_a_restart_with_a_memory_store_the_finished_job_is_rebuilt_from_it
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert '<dd id="summary-imported">9</dd>' in html and '<dd id="summary-errors">1</dd>' in html
-    assert 'data-status="completed"' in html and "Rebuilt from the job" in html
+    assert 'class="status status-completed"' in html and "Rebuilt from the job" in html
     assert restarted.test_client().get("/progress/" + "f" * 32).status_code == 404
     for application in (first, restarted):
         with application.app_context():

@@ -12,7 +12,7 @@ STRINGS = {
     "duration.seconds": _l("%(s)s s"),
     # The progress bar as a screen reader reads it.
     "progress.valuetext": _l("%(pct)s %%"),
-    "progress.valuetext_rows": _l("%(pct)s %% — %(done)s of %(total)s rows"),
+    "progress.valuetext_rows": _l("%(pct)s %% — %(done)s of %(total)s"),
     "progress.rate": _l("%(rate)s /s"),
     "progress.line": _l("line %(line)s"),
     "progress.errors_shown": _l("Showing %(shown)s of %(total)s."),

@@ -92,7 +92,7 @@ window.SillonProgress = (function () {
       bar.setAttribute("aria-valuenow", String(Math.round(pct)));
       bar.setAttribute("aria-valuetext", s.total
         ? t("progress.valuetext_rows", { pct: Math.round(pct), done: num(s.done), total: num(s.total) },
-            "%(pct)s % — %(done)s of %(total)s rows")
+            "%(pct)s % — %(done)s of %(total)s")
         : t("progress.valuetext", { pct: Math.round(pct) }, "%(pct)s %"));
       root.dataset.status = s.status;
       $("status-text").textContent = s.message || statusLabel(s.status);
