@@ -128,3 +128,13 @@ def test_a_completed_job_counts_as_the_last_success(build):
     assert "(a job)" in section and "never" not in section
     lastfm = page.split('id="service-lastfm"', 1)[1].split("</li>", 1)[0]
     assert "never" in lastfm
+
+
+def test_messages_quoting_a_secret_are_scrubbed_before_they_are_shown(build):
+    from modules.web import connections
+
+    app = build()
+    with app.app_context():
+        settings = app.extensions["sillon"]["settings"]
+        text = connections.scrub("GET https://x/?token=test-token&key=lfm-secret-9f3b failed", settings)
+    assert "test-token" not in text and "lfm-secret-9f3b" not in text and text.count("•••") == 2

@@ -151,6 +151,13 @@ def test_every_page_with_data_and_empty_in_english_and_french(browser, request, 
                 assert all(name in links for name in NAV[lang]), links
                 if name in HEADINGS:
                     assert page.locator("h1").first.inner_text() == HEADINGS[name][lang == "fr"], (name, lang)
+                unlabelled = page.evaluate("""() => Array.from(document.querySelectorAll(
+                    'input:not([type=hidden]), select, textarea, button, a[href]'))
+                    .filter((el) => el.offsetParent !== null)
+                    .filter((el) => !((el.labels && el.labels.length) || el.getAttribute('aria-label')
+                                      || (el.textContent || '').trim() || el.getAttribute('aria-labelledby')))
+                    .map((el) => el.outerHTML.slice(0, 80))""")
+                assert not unlabelled, f"{name} ({state}, {lang}) has controls without a name: {unlabelled}"
                 shot(page, f"{name}-{state}-{lang}")
                 seen += 1
             assert not page.errors, page.errors
