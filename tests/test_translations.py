@@ -70,3 +70,22 @@ def test_french_numbers_and_dates(client, app):
     journal = client.get("/journal").get_data(as_text=True)
     assert "vendredi 3 janvier 2020" in journal
     assert "1\u202f200 écoutes" in journal or "1\xa0200 écoutes" in journal
+
+
+def test_every_step_the_jobs_declare_has_a_translatable_name():
+    from modules.importers.enrichment import PROVIDERS
+    from modules.jobs import KINDS
+    from modules.web.js_strings import STEP_NAMES
+
+    declared = {name for kind in KINDS.values() for _id, name, _weight in kind.steps} | {n for _id, n in PROVIDERS}
+    assert declared - set(STEP_NAMES) == set(), "add these step names to modules/web/js_strings.py STEP_NAMES"
+
+
+def test_french_step_names_reach_the_scripts(client):
+    import json
+
+    client.set_cookie("lang", "fr")
+    page = client.get("/settings").get_data(as_text=True)
+    strings = json.loads(page.split('id="i18n">', 1)[1].split("</script>", 1)[0])
+    assert strings["stepname.Read files"] == "Lecture des fichiers"
+    assert strings["counter.skipped_short_play"] == "écoutes trop courtes"

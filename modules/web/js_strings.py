@@ -22,6 +22,9 @@ STRINGS = {
     "counter.imported": _l("imported"), "counter.skipped": _l("skipped"), "counter.errors": _l("errors"),
     "counter.added": _l("added"), "counter.enriched": _l("enriched"), "counter.updates": _l("updates"),
     "counter.batches": _l("batches"), "counter.polls": _l("polls"),
+    "counter.skipped_short_play": _l("short plays"), "counter.skipped_incognito": _l("incognito plays"),
+    "counter.skipped_podcast": _l("podcast episodes"), "counter.skipped_audiobook": _l("audiobook chapters"),
+    "counter.skipped_no_metadata": _l("rows without track or artist"),
     "settings.job_failed": _l("The job could not start."),
     "settings.no_answer": _l("Sillon did not answer; try again."),
     "settings.saved": _l("Saved."),
@@ -29,6 +32,27 @@ STRINGS = {
     "tracker.running": _l("running"),
     "tracker.stopped": _l("stopped"),
     "tracker.interval_saved": _l("Interval saved: every %(seconds)s s."),
+}
+
+# Step and provider names as the importers declare them (modules/importers/*.py STEPS, PROVIDERS),
+# keyed by their English name: the scripts show the translation when there is one.
+STEP_NAMES = {
+    "Prepare": _l("Prepare"),
+    "Send updates": _l("Send updates"),
+    "Finish": _l("Finish"),
+    "Connect to Discogs": _l("Connect to Discogs"),
+    "Read the collection": _l("Read the collection"),
+    "Choose albums": _l("Choose albums"),
+    "Enrich albums": _l("Enrich albums"),
+    "Connect to Last.fm": _l("Connect to Last.fm"),
+    "Count listens": _l("Count listens"),
+    "Fetch and save batches": _l("Fetch and save batches"),
+    "Follow new listens": _l("Follow new listens"),
+    "Read files": _l("Read files"),
+    "Save": _l("Save"),
+    "Spotify images and links": _l("Spotify images and links"),
+    "Last.fm covers": _l("Last.fm covers"),
+    "AI descriptions": _l("AI descriptions"),
 }
 
 
@@ -39,4 +63,5 @@ def translated():
     strings["status.in_progress"] = strings.pop("step.in_progress")
     strings["status.pending"] = strings.pop("step.pending")
     strings["status.skipped"] = strings.pop("step.skipped")
+    strings.update({f"stepname.{name}": str(text) for name, text in STEP_NAMES.items()})
     return strings

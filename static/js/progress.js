@@ -21,6 +21,7 @@ window.SillonProgress = (function () {
   function num(n, digits) {
     return Number(n || 0).toLocaleString(LANG, digits === undefined ? undefined : { maximumFractionDigits: digits });
   }
+  function stepName(step) { return t("stepname." + step.name, null, step.name); }
   function statusLabel(status) { return t("status." + status, null, (status || "").replace("_", " ")); }
 
   // Follow one job inside `root`: any element holding data-part="bar", "bar-fill", "status-text",
@@ -66,7 +67,7 @@ window.SillonProgress = (function () {
       var icon = el("span", "icon", ICONS[step.status] || "○");
       icon.setAttribute("aria-hidden", "true");
       head.appendChild(icon);
-      head.appendChild(el("span", "step-name", step.name));
+      head.appendChild(el("span", "step-name", stepName(step)));
       head.appendChild(el("span", "step-status visually-hidden", statusLabel(step.status)));
       var pct = el("span", "step-pct", Math.round(step.progress) + "%");
       head.appendChild(pct);
@@ -150,7 +151,7 @@ window.SillonProgress = (function () {
       if (firstRender && !FINAL[s.status]) return;  // the page itself says where the job is on load
       var step = (s.steps || []).filter(function (x) { return x.id === s.current_step; })[0];
       var text = FINAL[s.status] ? statusLabel(s.status) + (s.message ? ". " + s.message : "")
-        : (step ? step.name : statusLabel(s.status));
+        : (step ? stepName(step) : statusLabel(s.status));
       $("announce").textContent = text;
     }
 
