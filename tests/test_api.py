@@ -81,12 +81,12 @@ def test_unknown_job_is_404_json(client):
 
 def test_pages_render_empty_and_full(client, loaded):
     journal = loaded.get("/journal").get_data(as_text=True)
-    assert "Friday 03 January 2020" in journal and "Shiva-Loka" in journal
+    assert "Friday, January 3, 2020" in journal and "Shiva-Loka" in journal
     for path in ("/settings", "/jobs"):
         assert loaded.get(path).status_code == 200
 
 
 def test_empty_journal_leads_to_first_import(client):
     page = client.get("/journal").get_data(as_text=True)
-    assert "No listens yet" in page and 'href="/settings"' in page
+    assert "No listens yet" in page and 'href="/settings#lastfm-card"' in page and 'href="/settings#upload-card"' in page
     assert client.get("/").headers["Location"].endswith("/journal")

@@ -124,4 +124,4 @@ def test_jobs_history_lists_finished_jobs(app, client):
     assert items[0]["id"] == job_id and items[0]["status"] == "completed"
     assert items[0]["result"]["imported"] == 5 and items[0]["duration_seconds"] >= 0
     page = client.get("/jobs").get_data(as_text=True)
-    assert f"/progress/{job_id}" in page and "5 imported" in page
+    assert f"/progress/{job_id}" in page and '<td class="num" data-count="imported">5</td>' in page

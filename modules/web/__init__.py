@@ -5,7 +5,8 @@ from flask import jsonify, render_template, request
 
 
 def init_app(app):
-    from . import analytics, api, pages, playlists, services, streams
+    from ..i18n import gettext as _
+    from . import analytics, api, js_strings, pages, playlists, services, streams
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
@@ -14,20 +15,24 @@ def init_app(app):
     app.register_blueprint(playlists.bp)
     app.register_blueprint(analytics.bp)
 
+    @app.context_processor
+    def script_strings():
+        return {"js_strings": js_strings.translated}
+
     def wants_json():
         return request.path.startswith("/api/")
 
     @app.errorhandler(413)
     def too_large(_exc):
         limit = app.extensions["sillon"]["settings"]["MAX_UPLOAD_MB"]
-        message = (f"The upload is larger than the {limit} MB limit (setting MAX_UPLOAD_MB). Nothing was "
-                   "imported. Upload fewer files at a time, or raise the limit.")
+        message = _("The upload is larger than the %(limit)s MB limit (setting MAX_UPLOAD_MB). Nothing was "
+                    "imported. Upload fewer files at a time, or raise the limit.", limit=limit)
         if wants_json():
             return jsonify({"error": message}), 413
-        return render_template("error.html", title="Upload too large", message=message), 413
+        return render_template("error.html", title=_("Upload too large"), message=message), 413
 
     @app.errorhandler(404)
     def not_found(_exc):
         if wants_json():
             return jsonify({"error": "not found"}), 404
-        return render_template("error.html", title="Not found", message="There is nothing at this address."), 404
+        return render_template("error.html", title=_("Not found"), message=_("There is nothing at this address.")), 404

@@ -7,14 +7,18 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import format_date
 
+from .. import i18n, preferences
 from ..db import db
+from ..i18n import gettext as _
 from ..importers.enrichment import description_language
 from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
-from ..models import Album, CollectionItem, Job, utc_iso
+from ..models import Album, CollectionItem, Job, Listen, utc_iso
+from ..progress import FINAL_STATUSES
 from ..sources import ai, discogs, lastfm, spotify
-from . import collection_query, listens_query, timeline
+from . import collection_query, connections, job_history, listens_query, timeline
 from .uploads import UploadRejected, start_upload_import
 
 bp = Blueprint("pages", __name__)
@@ -28,10 +32,34 @@ def index():
 
 @bp.get("/progress/<job_id>")
 def progress(job_id):
-    snap = job_snapshot(job_id)
+    snap = job_history.snapshot_for_page(job_id)
     if snap is None:
         abort(404)
-    return render_template("progress.html", snap=snap)
+    duration = snap.get("elapsed_time")
+    return render_template("progress.html", snap=snap, final=snap["status"] in FINAL_STATUSES,
+                           kind_label=job_history.kind_label(snap["kind"]),
+                           status_label=job_history.status_label(snap["status"]),
+                           summary=job_history.counts(snap.get("result"), snap.get("counters")),
+                           duration=job_history.duration_parts(duration) if duration else None)
+
+
+@bp.post("/language")
+def language_form():
+    """The settings page's language choice (a form with `code` and `next`)."""
+    return language(request.form.get("code") or "")
+
+
+@bp.route("/language/<code>", methods=["GET", "POST"])
+def language(code):
+    """Set the display language (cookie, and the saved preference) and go back where the person was."""
+    if code not in i18n.LANGUAGES:
+        return render_template("error.html", title=_("Unknown language"),
+                               message=_("Sillon speaks %(names)s.", names=", ".join(i18n.LANGUAGES.values()))), 400
+    target = request.values.get("next") or request.referrer or ""
+    response = redirect(i18n.safe_next(target, request.host) or url_for("pages.journal"), 303)
+    response.set_cookie(i18n.COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    preferences.put(i18n.PREFERENCE_KEY, code)
+    return response
 
 
 @bp.get("/journal")
@@ -50,7 +78,7 @@ def journal():
     days = []
     for item in items:
         moment = datetime.fromisoformat(item["played_at"].replace("Z", "+00:00")).astimezone(UTC)
-        day = moment.strftime("%A %d %B %Y")
+        day = format_date(moment, "full")  # "Saturday, November 21, 2026" / "samedi 21 novembre 2026"
         if not days or days[-1]["day"] != day:
             days.append({"day": day, "listens": []})
         days[-1]["listens"].append({**item, "time": moment.strftime("%H:%M")})
@@ -71,10 +99,21 @@ def timeline_page():
         points = points[-120:]  # the last four months with listens: a readable chart
     elif unit == "week":
         points = points[-104:]
-    peak = max((n for _, n in points), default=0)
-    bars = [{"label": timeline.label(d, unit), "date": d.isoformat(), "count": n,
+    peak = max((n for _d, n in points), default=0)
+    bars = [{"label": _bar_label(d, unit), "date": d.isoformat(), "count": n,
              "height": (n / peak * 100) if peak else 0} for d, n in points]
-    return render_template("timeline.html", unit=unit, bars=bars, peak=peak, total=sum(n for _, n in points))
+    return render_template("timeline.html", unit=unit, bars=bars, peak=peak, total=sum(n for _d, n in points),
+                           unit_name={"day": _("day"), "week": _("week"), "month": _("month")}[unit],
+                           unit_label={"day": _("Day"), "week": _("Week"), "month": _("Month")}[unit])
+
+
+def _bar_label(day, unit):
+    """A timeline bar's date in the page's language."""
+    if unit == "month":
+        return format_date(day, "LLLL yyyy")
+    if unit == "week":
+        return _("Week of %(day)s", day=format_date(day, "medium"))
+    return format_date(day, "EEE d MMM yyyy")
 
 
 def _running(kind):
@@ -92,10 +131,17 @@ def _settings_context(error=None):
             "enrich_running": _running("enrich"),
             "enrich_providers": [("Spotify", spotify.missing_settings(settings)),
                                  ("Last.fm", lastfm.missing_settings(settings)),
-                                 ("AI descriptions", ai.missing_settings(settings))],
+                                 (_("AI descriptions"), ai.missing_settings(settings))],
             "albums_waiting": db.session.execute(sa.select(sa.func.count()).select_from(Album)
                                                  .where(Album.needs_enrichment.is_(True))).scalar(),
-            "ai_language": description_language(settings)}
+            "ai_language": description_language(settings), "services": connections.states(),
+            "first_visit": _first_visit()}
+
+
+def _first_visit():
+    """Nothing imported and no job ever started: the pages then say what to do first."""
+    return (db.session.execute(sa.select(Listen.id).limit(1)).first() is None
+            and db.session.execute(sa.select(Job.id).limit(1)).first() is None)
 
 
 @bp.get("/settings")
@@ -116,8 +162,16 @@ def settings_upload():
 
 @bp.get("/jobs")
 def jobs():
-    rows = db.session.execute(sa.select(Job).order_by(Job.created_at.desc()).limit(200)).scalars().all()
-    return render_template("jobs.html", jobs=[j.as_dict() for j in rows])
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    kind = request.args.get("kind") or ""
+    status = request.args.get("status") or ""
+    kind = kind if kind in job_history.KIND_LABELS else ""
+    status = status if status in job_history.STATUS_LABELS else ""
+    total, pages, rows = job_history.history(page=page, kind=kind or None, status=status or None)
+    any_job = total > 0 or db.session.execute(sa.select(Job.id).limit(1)).first() is not None
+    return render_template("jobs.html", jobs=rows, total=total, page=page, pages=pages, kind=kind, status=status,
+                           any_job=any_job, kinds=job_history.KIND_LABELS, statuses=job_history.STATUS_LABELS,
+                           page_args={k: v for k, v in (("kind", kind), ("status", status)) if v})
 
 
 @bp.get("/collection")

@@ -10,8 +10,9 @@ from ..importers.enrichment import LANGUAGE_KEY
 from ..importers.lastfm_tracker import INTERVAL_KEY, MIN_INTERVAL
 from ..jobs import JobAlreadyRunning, start_job
 from ..jobs.live_tracker import start_tracker, stop_tracker, tracker_status
-from ..models import Job
+from ..models import Job, utc_iso
 from ..sources import discogs, lastfm
+from . import connections
 from .api import error, job_links
 from .listens_query import parse_time
 
@@ -87,6 +88,21 @@ def lastfm_check():
     if problem:
         return error(400, problem)
     return jsonify({"ok": True, "message": f"Last.fm answers for {_settings()['LASTFM_USERNAME']}."})
+
+
+@bp.post("/<name>/test")
+def service_test(name):
+    """One cheap real call to the service; the outcome (and its time) is kept for the settings page."""
+    if name not in connections.SERVICES:
+        return error(404, f"no service {name!r}; known: {', '.join(connections.SERVICES)}")
+    ok, message = connections.run_test(name)
+    if ok is None:
+        return error(400, message, ok=False)
+    state = next(s for s in connections.states() if s["name"] == name)
+    body = {"ok": ok, "tested_at": utc_iso(state["last_test"]["at"]), "last_success": utc_iso(state["last_success"])}
+    if not ok:
+        return error(502, message, **body)
+    return jsonify({**body, "message": message})
 
 
 @bp.get("/tracker/status")

@@ -1,9 +1,28 @@
 // Live progress page: renders a job snapshot, follows it over Server-Sent Events, falls back to
 // polling the JSON snapshot every second, and moves on to the result when the job succeeds.
-// Everything from the server is inserted with textContent, never as HTML.
+// Everything from the server is inserted with textContent, never as HTML. Words shown come from the
+// page's translated strings (<script type="application/json" id="i18n">, see base.html).
 window.SillonProgress = (function () {
   "use strict";
   var FINAL = { completed: 1, error: 1, cancelled: 1, interrupted: 1 };
+  var STRINGS = (function () {
+    var node = document.getElementById("i18n");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+  var LANG = document.documentElement.lang || undefined;
+
+  // The translated text of `key` with %(name)s placeholders filled from `values`.
+  function t(key, values, fallback) {
+    var text = STRINGS[key] || fallback || key;
+    return text.replace(/%\((\w+)\)s/g, function (_m, name) {
+      return values && values[name] !== undefined ? values[name] : "";
+    }).replace(/%%/g, "%");
+  }
+  function num(n, digits) {
+    return Number(n || 0).toLocaleString(LANG, digits === undefined ? undefined : { maximumFractionDigits: digits });
+  }
+  function stepName(step) { return t("stepname." + step.name, null, step.name); }
+  function statusLabel(status) { return t("status." + status, null, (status || "").replace("_", " ")); }
 
   // Follow one job inside `root`: any element holding data-part="bar", "bar-fill", "status-text",
   // "stat-*", "counters", "steps", "errors-box", "errors", "errors-note", "cancel-button",
@@ -29,7 +48,9 @@ window.SillonProgress = (function () {
       if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
       seconds = Math.max(0, Math.round(seconds));
       var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
-      return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
+      if (h) return t("duration.hours", { h: h, m: m }, "%(h)s h %(m)s min");
+      if (m) return t("duration.minutes", { m: m, s: s }, "%(m)s min %(s)s s");
+      return t("duration.seconds", { s: s }, "%(s)s s");
     }
 
     function el(tag, cls, text) {
@@ -46,13 +67,13 @@ window.SillonProgress = (function () {
       var icon = el("span", "icon", ICONS[step.status] || "○");
       icon.setAttribute("aria-hidden", "true");
       head.appendChild(icon);
-      head.appendChild(el("span", "step-name", step.name));
-      head.appendChild(el("span", "step-status visually-hidden", step.status.replace("_", " ")));
+      head.appendChild(el("span", "step-name", stepName(step)));
+      head.appendChild(el("span", "step-status visually-hidden", statusLabel(step.status)));
       var pct = el("span", "step-pct", Math.round(step.progress) + "%");
       head.appendChild(pct);
       li.appendChild(head);
       var extra = step.message || "";
-      if (step.total) extra = (extra ? extra + " · " : "") + step.done.toLocaleString() + " / " + step.total.toLocaleString();
+      if (step.total) extra = (extra ? extra + " · " : "") + num(step.done) + " / " + num(step.total);
       if (extra) li.appendChild(el("div", "step-message", extra));
       if (step.substeps && step.substeps.length) {
         var ul = el("ul", "substeps");
@@ -70,22 +91,26 @@ window.SillonProgress = (function () {
       $("bar-fill").style.width = pct + "%";
       var bar = $("bar");
       bar.setAttribute("aria-valuenow", String(Math.round(pct)));
-      bar.setAttribute("aria-valuetext", Math.round(pct) + "% " + (s.message || s.status));
+      bar.setAttribute("aria-valuetext", s.total
+        ? t("progress.valuetext_rows", { pct: Math.round(pct), done: num(s.done), total: num(s.total) },
+            "%(pct)s % — %(done)s of %(total)s")
+        : t("progress.valuetext", { pct: Math.round(pct) }, "%(pct)s %"));
       root.dataset.status = s.status;
-      $("status-text").textContent = s.message || s.status;
-      $("stat-status").textContent = s.status;
-      $("stat-done").textContent = pct.toFixed(1) + "%" +
-        (s.total ? " (" + s.done.toLocaleString() + " / " + s.total.toLocaleString() + ")" : "");
+      $("status-text").textContent = s.message || statusLabel(s.status);
+      announce(s);
+      $("stat-status").textContent = statusLabel(s.status);
+      $("stat-done").textContent = num(pct, 1) + " %" +
+        (s.total ? " (" + num(s.done) + " / " + num(s.total) + ")" : "");
       $("stat-elapsed").textContent = fmtDuration(s.elapsed_time);
-      $("stat-rate").textContent = s.rate ? s.rate.toLocaleString(undefined, { maximumFractionDigits: 1 }) + " /s" : "–";
+      $("stat-rate").textContent = s.rate ? t("progress.rate", { rate: num(s.rate, 1) }, "%(rate)s /s") : "–";
       $("stat-eta").textContent = s.status === "running" ? fmtDuration(s.eta_seconds) : "–";
 
       var counters = $("counters");
       counters.textContent = "";
       Object.keys(s.counters || {}).forEach(function (name) {
         var div = el("div", "counter counter-" + name);
-        div.appendChild(el("dt", null, name));
-        var dd = el("dd", null, (s.counters[name] || 0).toLocaleString());
+        div.appendChild(el("dt", null, t("counter." + name, null, name.replace("_", " "))));
+        var dd = el("dd", null, num(s.counters[name]));
         dd.dataset.counter = name;
         div.appendChild(dd);
         counters.appendChild(div);
@@ -100,12 +125,13 @@ window.SillonProgress = (function () {
       var list = $("errors");
       list.textContent = "";
       errs.forEach(function (e) {
-        var where = [e.file, e.line ? "line " + e.line : null].filter(Boolean).join(", ");
+        var where = [e.file, e.line ? t("progress.line", { line: e.line }, "line %(line)s") : null].filter(Boolean).join(", ");
         list.appendChild(el("li", null, (where ? where + ": " : "") + e.message));
       });
       $("errors-csv").hidden = !(s.kind === "upload_import" && (s.errors_total || 0) > 0);
       $("errors-note").textContent = (s.errors_total || errs.length) > errs.length
-        ? "Showing " + errs.length + " of " + s.errors_total.toLocaleString() + "." : "";
+        ? t("progress.errors_shown", { shown: num(errs.length), total: num(s.errors_total) },
+            "Showing %(shown)s of %(total)s.") : "";
 
       var final = !!FINAL[s.status];
       $("cancel-button").hidden = final;
@@ -113,6 +139,20 @@ window.SillonProgress = (function () {
       $("resume-button").hidden = !resumable ||
         !(s.status === "interrupted" || s.status === "error" || s.status === "cancelled");
       if (final) finish(s);
+    }
+
+    // The live region speaks when the step changes and when the job ends, not on every tick.
+    var spoken = null;
+    function announce(s) {
+      var key = FINAL[s.status] ? "final:" + s.status : "step:" + (s.current_step || s.status);
+      if (key === spoken) return;
+      var firstRender = spoken === null;
+      spoken = key;
+      if (firstRender && !FINAL[s.status]) return;  // the page itself says where the job is on load
+      var step = (s.steps || []).filter(function (x) { return x.id === s.current_step; })[0];
+      var text = FINAL[s.status] ? statusLabel(s.status) + (s.message ? ". " + s.message : "")
+        : (step ? stepName(step) : statusLabel(s.status));
+      $("announce").textContent = text;
     }
 
     function finish(s) {
@@ -162,14 +202,15 @@ window.SillonProgress = (function () {
     }
 
     function post(url) {
-      return fetch(url, { method: "POST", headers: { Accept: "application/json" } })
+      return fetch(url, { method: "POST", headers: { Accept: "application/json",
+        "X-CSRFToken": (document.querySelector('meta[name="csrf-token"]') || {}).content || "" } })
         .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); });
     }
 
     $("cancel-button").addEventListener("click", function () {
       var btn = this;
       btn.disabled = true;
-      $("status-text").textContent = "Cancelling…";
+      $("status-text").textContent = t("progress.cancelling", null, "Cancelling…");
       post(urls.cancel).catch(function () { btn.disabled = false; });
     });
 
@@ -178,7 +219,7 @@ window.SillonProgress = (function () {
       btn.disabled = true;
       post(urls.resume).then(function (r) {
         btn.disabled = false;
-        if (!r.ok) { $("status-text").textContent = r.body.error || "Could not resume"; return; }
+        if (!r.ok) { $("status-text").textContent = r.body.error || t("progress.resume_failed", null, "Could not resume"); return; }
         btn.hidden = true;
         follow();
       }).catch(function () { btn.disabled = false; });
@@ -189,7 +230,7 @@ window.SillonProgress = (function () {
     return { stop: stopFollowing };
   }
 
-  return { mount: mount, FINAL: FINAL };
+  return { mount: mount, FINAL: FINAL, t: t };
 })();
 
 (function () {

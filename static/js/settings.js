@@ -2,9 +2,11 @@
 // the progress page), and keep the live tracker card up to date. Text only, never HTML.
 (function () {
   "use strict";
+  var t = window.SillonProgress.t;  // translated words from the page (#i18n)
 
   function postJSON(url) {
-    return fetch(url, { method: "POST", headers: { Accept: "application/json" } })
+    return fetch(url, { method: "POST", headers: { Accept: "application/json",
+        "X-CSRFToken": (document.querySelector('meta[name="csrf-token"]') || {}).content || "" } })
       .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); });
   }
 
@@ -60,12 +62,12 @@
         if (r.status === 202 || (r.status === 409 && r.body.job_id)) {
           attach(box, r.body);
         } else {
-          errorBox.textContent = r.body.error || "The job could not start.";
+          errorBox.textContent = r.body.error || t("settings.job_failed");
           errorBox.hidden = false;
         }
       }).catch(function () {
         button.disabled = false;
-        errorBox.textContent = "Sillon did not answer; try again.";
+        errorBox.textContent = t("settings.no_answer");
         errorBox.hidden = false;
       });
     });
@@ -77,21 +79,38 @@
       e.preventDefault();
       var out = document.getElementById("ai-language-result");
       postJSON(languageForm.dataset.url + "?language=" + encodeURIComponent(languageForm.elements.language.value))
-        .then(function (r) { out.textContent = r.status === 200 ? "Saved." : r.body.error; });
+        .then(function (r) { out.textContent = r.status === 200 ? t("settings.saved") : r.body.error; });
     });
   }
 
-  var check = document.getElementById("lastfm-check");
-  if (check) {
-    check.addEventListener("click", function () {
-      var out = document.getElementById("lastfm-check-result");
-      out.textContent = "Checking…";
-      postJSON("/api/v1/services/lastfm/check").then(function (r) {
+  // ---------------------------------------------------------------- connection tests
+  Array.prototype.forEach.call(document.querySelectorAll("button.service-test"), function (button) {
+    var out = document.getElementById(button.getAttribute("aria-describedby"));
+    var item = button.closest(".service");
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      out.className = "service-result";
+      out.textContent = t("settings.checking");
+      postJSON(button.dataset.url).then(function (r) {
+        button.disabled = false;
         out.textContent = r.body.message || r.body.error;
-        out.className = r.status === 200 ? "ok" : "notice error";
+        out.className = "service-result " + (r.body.ok ? "ok" : "notice error");
+        item.dataset.testOk = r.body.ok ? "true" : "false";
+        if (r.body.last_success) {
+          var last = item.querySelector('[data-part="last-success"]');
+          var time = document.createElement("time");
+          time.dateTime = r.body.last_success;
+          time.textContent = r.body.last_success.slice(0, 16).replace("T", " ") + " UTC";
+          last.textContent = "";
+          last.appendChild(time);
+        }
+      }).catch(function () {
+        button.disabled = false;
+        out.className = "service-result notice error";
+        out.textContent = t("settings.no_answer");
       });
     });
-  }
+  });
 
   // ---------------------------------------------------------------- live tracker
   var card = document.getElementById("tracker-card");
@@ -101,7 +120,7 @@
   function describe(track) { return track ? track.artist + " — " + track.title : "–"; }
 
   function renderTracker(s) {
-    document.getElementById("tracker-running").textContent = s.running ? "running" : "stopped";
+    document.getElementById("tracker-running").textContent = s.running ? t("tracker.running") : t("tracker.stopped");
     document.getElementById("tracker-now-playing").textContent = describe(s.now_playing);
     document.getElementById("tracker-last-track").textContent = describe(s.last_track);
     document.getElementById("tracker-last-poll").textContent = s.last_poll_at || "–";
@@ -131,7 +150,7 @@
     e.preventDefault();
     var seconds = document.getElementById("tracker-interval").value;
     postJSON(card.dataset.intervalUrl + "?seconds=" + encodeURIComponent(seconds)).then(function (r) {
-      message.textContent = r.status >= 400 ? r.body.error : "Interval saved: every " + r.body.interval_seconds + " s.";
+      message.textContent = r.status >= 400 ? r.body.error : t("tracker.interval_saved", { seconds: r.body.interval_seconds });
       if (r.status < 400) renderTracker(r.body);
     });
   });

@@ -1,0 +1,111 @@
+"""The jobs history: human labels, counts read from a job's result (or its live counters), one page
+of jobs filtered by kind and status, and a finished job's snapshot rebuilt from its record when the
+progress store no longer holds it (the memory store after a restart)."""
+from __future__ import annotations
+
+import math
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..db import db
+from ..i18n import lazy_gettext as _l
+from ..jobs import KINDS, job_snapshot
+from ..models import Job, utc_iso
+from ..progress import FINAL_STATUSES
+
+PAGE_SIZE = 25
+KIND_LABELS = {
+    "upload_import": _l("Import of uploaded files"),
+    "lastfm_history": _l("Last.fm history import"),
+    "lastfm_tracker": _l("Live tracker"),
+    "discogs_sync": _l("Discogs collection sync"),
+    "enrich": _l("Album enrichment"),
+    "progress_check": _l("Live progress check"),
+}
+STATUS_LABELS = {
+    "queued": _l("queued"), "running": _l("running"), "completed": _l("completed"), "error": _l("error"),
+    "cancelled": _l("cancelled"), "interrupted": _l("interrupted"),
+}
+# What each kind calls the rows it brought in.
+IMPORTED_KEYS = ("imported", "added", "enriched", "updates")
+
+
+def kind_label(kind):
+    return str(KIND_LABELS.get(kind, kind.replace("_", " ")))
+
+
+def status_label(status):
+    return str(STATUS_LABELS.get(status, status))
+
+
+def counts(result, counters=None):
+    """{imported, skipped, errors} from a job's result, else from its live counters (None when unknown)."""
+    for source in (result, counters):
+        if isinstance(source, dict) and any(k in source for k in (*IMPORTED_KEYS, "skipped", "errors")):
+            imported = next((source[k] for k in IMPORTED_KEYS if isinstance(source.get(k), int)), None)
+            return {"imported": imported, "skipped": source.get("skipped"), "errors": source.get("errors")}
+    return {"imported": None, "skipped": None, "errors": None}
+
+
+def duration_parts(seconds):
+    """(hours, minutes, seconds) of a duration, for a template to word."""
+    seconds = max(0, round(seconds))
+    return seconds // 3600, (seconds % 3600) // 60, seconds % 60
+
+
+def _row(job, store):
+    counters = None
+    if job.status not in FINAL_STATUSES:
+        counters = ((store.get(job.id) or {}).get("counters")) or None
+    duration = (job.finished_at - job.started_at) if job.finished_at and job.started_at else None
+    return {"id": job.id, "kind": job.kind, "kind_label": kind_label(job.kind), "status": job.status,
+            "status_label": status_label(job.status), "started_at": utc_iso(job.started_at or job.created_at),
+            "duration": duration_parts(duration) if duration is not None else None,
+            "duration_seconds": duration, "message": job.message, **counts(job.result, counters)}
+
+
+def history(page=1, kind=None, status=None, page_size=PAGE_SIZE):
+    """(total, pages, rows) of the jobs matching the filters, newest first."""
+    query = sa.select(Job)
+    if kind:
+        query = query.where(Job.kind == kind)
+    if status:
+        query = query.where(Job.status == status)
+    total = db.session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+    pages = max(1, math.ceil(total / page_size))
+    jobs = db.session.execute(query.order_by(Job.created_at.desc(), Job.id)
+                              .offset((page - 1) * page_size).limit(page_size)).scalars().all()
+    store = current_app.extensions["sillon"]["progress_store"]
+    return total, pages, [_row(j, store) for j in jobs]
+
+
+def rebuilt_snapshot(job):
+    """A snapshot shaped like the tracker's, from the job record alone."""
+    spec = KINDS.get(job.kind)
+    numbers = counts(job.result)
+    counters = {k: v for k, v in numbers.items() if isinstance(v, int)}
+    end = job.finished_at or job.heartbeat_at
+    return {
+        "id": job.id, "kind": job.kind, "status": job.status,
+        "overall_progress": 100.0 if job.status == "completed" else 0.0,
+        "elapsed_time": round(end - job.started_at, 3) if end and job.started_at else 0.0,
+        "eta_seconds": None, "rate": 0.0, "current_step": None, "steps": [], "done": 0, "total": None,
+        "counters": counters, "errors_sample": [], "errors_total": counters.get("errors", 0),
+        "message": job.message, "result": job.result,
+        "redirect_url": spec.redirect_url if spec and job.status == "completed" else None,
+        "version": 0, "created_at": utc_iso(job.created_at), "started_at": utc_iso(job.started_at),
+        "finished_at": utc_iso(job.finished_at), "updated_at": utc_iso(end), "cancel_requested": False,
+        "rebuilt": True,
+    }
+
+
+def snapshot_for_page(job_id):
+    """The job's live snapshot, or one rebuilt from its record; None for an unknown job."""
+    snap = job_snapshot(job_id)
+    if snap is not None:
+        return snap
+    job = db.session.get(Job, job_id)
+    if job is None:
+        return None
+    return rebuilt_snapshot(job)
