@@ -8,10 +8,9 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import config as config_module
-from modules import VERSION
+from modules import VERSION, i18n
 from modules import cli as cli_module
 from modules import db as db_module
-from modules import i18n
 from modules.jobs import make_runner, reap_stale_jobs
 from modules.progress import make_store
 from modules.web import init_app as init_web
@@ -48,6 +47,7 @@ def create_app(config=None):
         MIGRATIONS_DIR=ROOT / "migrations",
         UPLOAD_DIR=instance / "uploads",
         SILLON_VERSION=__version__,
+        SQLITE_BUSY_TIMEOUT_MS=int(settings["SQLITE_BUSY_TIMEOUT_SECONDS"] * 1000),
     )
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)

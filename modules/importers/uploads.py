@@ -240,29 +240,33 @@ def _save_batch(ctx, state, i, f, batch, rows_done, write_lock):
     plays = [item for kind, item in batch if kind == "row"]
     skips = [reason for kind, reason in batch if kind == "skip"]
     errors = sum(1 for kind, _ in batch if kind == "error")
-    imported = skipped = new_albums = collection_added = 0
+
+    def work(conn):  # one transaction, tried again whole if the database is locked
+        imported = skipped = new_albums = collection_added = 0
+        if f["kind"] == "discogs_csv":
+            collection_added = _save_collection_rows(conn, plays)
+            skipped = len(plays) - collection_added
+        elif plays:
+            by_source = {}
+            for p in plays:
+                by_source.setdefault(p.source or f["kind"], []).append(p)
+            for source, group in by_source.items():
+                outcome = write_plays(conn, group, source=source, job_id=ctx.job_id, cache=ctx.ids)
+                imported += outcome.imported
+                skipped += outcome.skipped
+                new_albums += outcome.new_albums
+        per_file = state["files"].get(str(i), {})
+        new_file_state = {"rows_done": rows_done, "imported": per_file.get("imported", 0) + imported,
+                          "skipped": per_file.get("skipped", 0) + skipped + len(skips),
+                          "errors": per_file.get("errors", 0) + errors,
+                          "collection_added": per_file.get("collection_added", 0) + collection_added}
+        files_state = {**state["files"], str(i): new_file_state}
+        new_state = {**state, "files": files_state, "new_albums": state["new_albums"] + new_albums}
+        ctx.save_checkpoint(conn, {k: v for k, v in new_state.items()})
+        return imported, skipped, new_state
+
     with write_lock:
-        with db.engine.begin() as conn:
-            if f["kind"] == "discogs_csv":
-                collection_added = _save_collection_rows(conn, plays)
-                skipped = len(plays) - collection_added
-            elif plays:
-                by_source = {}
-                for p in plays:
-                    by_source.setdefault(p.source or f["kind"], []).append(p)
-                for source, group in by_source.items():
-                    outcome = write_plays(conn, group, source=source, job_id=ctx.job_id, cache=ctx.ids)
-                    imported += outcome.imported
-                    skipped += outcome.skipped
-                    new_albums += outcome.new_albums
-            per_file = state["files"].get(str(i), {})
-            new_file_state = {"rows_done": rows_done, "imported": per_file.get("imported", 0) + imported,
-                              "skipped": per_file.get("skipped", 0) + skipped + len(skips),
-                              "errors": per_file.get("errors", 0) + errors,
-                              "collection_added": per_file.get("collection_added", 0) + collection_added}
-            files_state = {**state["files"], str(i): new_file_state}
-            new_state = {**state, "files": files_state, "new_albums": state["new_albums"] + new_albums}
-            ctx.save_checkpoint(conn, {k: v for k, v in new_state.items()})
+        imported, skipped, new_state = ctx.write(work)
         state.update(new_state)
     named = {SKIP_COUNTERS[r]: skips.count(r) for r in set(skips) if r in SKIP_COUNTERS}
     ctx.tracker.advance(len(batch), imported=imported, skipped=skipped + len(skips), **named)

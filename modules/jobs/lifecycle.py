@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from ..db import db
+from ..db import db, transient_reason
 from ..models import Job
 from ..progress import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 from ..sources.errors import SourceError
@@ -185,11 +185,29 @@ def _execute(job_id):
     else:
         tracker.fail(message, result=result)
     snap = tracker.snapshot()
-    db.session.execute(
-        sa.update(Job).where(Job.id == job_id)
-        .values(status=status, active_kind=None, message=message, result=snap["result"],
-                finished_at=time.time()))
-    db.session.commit()
+    _record_end(job_id, status=status, active_kind=None, message=message, result=snap["result"],
+                finished_at=time.time())
+
+
+def _record_end(job_id, **values):
+    """Write the job's final status, waiting out a locked or busy database (the job may have
+    ended *because* it stayed locked). Given up after a while: the reaper then marks the job
+    interrupted once its heartbeat stops, and it can be resumed."""
+    deadline = time.monotonic() + max(60.0, 2 * settings()["JOB_STALE_SECONDS"])
+    delay = 0.1
+    while True:
+        try:
+            db.session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
+            db.session.commit()
+            return
+        except sa.exc.DBAPIError as exc:
+            db.session.rollback()
+            if transient_reason(exc) is None or time.monotonic() + delay > deadline:
+                raise
+            log.warning("job %s: could not record its end (%s); trying again in %.1f s", job_id,
+                        transient_reason(exc), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def cancel_job(job_id):
