@@ -19,12 +19,11 @@ import threading
 import pytest
 
 from tests.conftest import wait_for_job
-from tests.test_lastfm_import import (  # noqa: F401 - fixtures
+from tests.test_lastfm_import import (
     Emulator,
-    fm,
+    app_factory,
     job_rows,
     keys,
-    new_app,
     oldest,
     record_messages,
     start,
@@ -34,6 +33,17 @@ from tests.test_lastfm_import import (  # noqa: F401 - fixtures
 )
 
 pytestmark = pytest.mark.sqlite_only
+
+
+@pytest.fixture
+def fm():
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def new_app(tmp_path, migrated_template, fm):
+    yield from app_factory(tmp_path, migrated_template, fm)
 
 FAST = {"PROGRESS_STORE": "memory", "SQLITE_BUSY_TIMEOUT_SECONDS": 0.05, "DB_RETRY_BASE_SECONDS": 0.05,
         "JOB_HEARTBEAT_SECONDS": 0.2}
