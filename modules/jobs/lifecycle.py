@@ -67,15 +67,21 @@ def start_job(kind, params=None):
     """Record a queued job and hand it to the runner; raises JobAlreadyRunning (409) if one of its kind runs."""
     get_kind(kind)  # unknown kinds fail before anything is written
     reap_stale_jobs()
-    job = Job(id=uuid.uuid4().hex, kind=kind, status=QUEUED, active_kind=kind, params=params or {},
-              owner=_owner(), heartbeat_at=time.time(), created_at=time.time())
-    db.session.add(job)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
-        raise JobAlreadyRunning(kind, running) from None
+    for _attempt in range(5):
+        job = Job(id=uuid.uuid4().hex, kind=kind, status=QUEUED, active_kind=kind, params=params or {},
+                  owner=_owner(), heartbeat_at=time.time(), created_at=time.time())
+        db.session.add(job)
+        try:
+            db.session.commit()
+            break
+        except IntegrityError:
+            db.session.rollback()
+            running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
+            if running is not None:
+                raise JobAlreadyRunning(kind, running) from None
+            # The running one ended between our insert and our look: its kind is free, try again.
+    else:
+        raise JobNotResumable(f"could not start a {kind} job: jobs of its kind keep starting and ending; try again")
     _queue(job.id, kind, initial_version=0)
     return job.id
 
@@ -101,6 +107,8 @@ def resume_job(job_id):
     except IntegrityError:
         db.session.rollback()
         running = db.session.execute(sa.select(Job.id).where(Job.active_kind == job.kind)).scalar()
+        if running is None:  # it ended between our update and our look
+            raise JobNotResumable(f"job {job_id} could not be resumed just now; try again") from None
         raise JobAlreadyRunning(job.kind, running) from None
     if updated.rowcount != 1:
         raise JobNotResumable(f"job {job_id} changed while resuming; try again")

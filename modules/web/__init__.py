@@ -5,13 +5,14 @@ from flask import jsonify, render_template, request
 
 
 def init_app(app):
-    from . import api, health, pages, services, streams
+    from . import api, health, openapi, pages, services, streams
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
 
     def wants_json():
         return request.path.startswith("/api/")
