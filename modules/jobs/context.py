@@ -7,6 +7,7 @@ import gevent
 import sqlalchemy as sa
 from gevent import monkey
 
+from ..db import db, transient_reason
 from ..importers.waiting import wait_message
 from ..models import Job
 from .errors import DatabaseBusy, JobCancelled
@@ -59,8 +60,6 @@ class JobContext:
         `work` must only change the job's own state after it returns (the transaction may run
         twice). Ids cached during a rolled-back try are forgotten.
         """
-        from ..db import db, transient_reason  # the app's database, as every importer uses it
-
         attempts = max(1, int(self.settings.get("DB_WRITE_ATTEMPTS", 1)))
         base = float(self.settings.get("DB_RETRY_BASE_SECONDS", 1.0))
         started = time.monotonic()
