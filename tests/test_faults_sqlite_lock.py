@@ -156,3 +156,44 @@ def test_an_error_that_waiting_cannot_fix_is_not_retried(app):
             with db.engine.begin() as conn:
                 conn.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
         assert transient_reason(caught.value) is None
+
+
+def test_an_upload_waits_out_a_lock_taken_while_it_saves(tmp_path, migrated_template):
+    """The same for an upload: its files' batches (under the job's write lock) wait, then all is saved."""
+    import time
+
+    from tests.conftest import make_app, upload
+    from tests.test_streams_server import generated_csv
+
+    rows = 30000
+    app = make_app(tmp_path / "upload", migrated_template,
+                   environ={**FAST, "DB_WRITE_ATTEMPTS": 60, "IMPORT_BATCH_SIZE": 200})
+    try:
+        messages = record_messages(app)
+        client = app.test_client()
+        r = upload(client, ("a.csv", generated_csv(rows // 2, "Locked A")),
+                   ("b.csv", generated_csv(rows // 2, "Locked B", start=(2012, 1, 1))))
+        assert r.status_code == 202
+        job_id = r.get_json()["job_id"]
+        deadline = time.monotonic() + 60
+        while True:  # lock once the save step has committed something
+            snap = snapshot(client, job_id)
+            if snap["current_step"] == "save" and snap["counters"].get("imported", 0) > 0:
+                break
+            assert snap["status"] in ("queued", "running") and time.monotonic() < deadline, snap["status"]
+            time.sleep(0.002)
+        locker = Locker(app.instance_path + "/sillon.db")
+        locker.take()
+        try:
+            wait_until(lambda: [m for m in messages if "locked" in m and "attempt 3 of 60" in m], timeout=30)
+            assert snapshot(client, job_id)["status"] == "running"
+        finally:
+            locker.release()
+        snap = wait_for_job(app, job_id, timeout=120)
+        assert snap["status"] == "completed", snap["message"]
+        assert snap["result"]["imported"] == rows and snap["result"]["errors"] == 0
+        assert len(stored(app)) == rows
+    finally:
+        with app.app_context():
+            from modules.db import db
+            db.engine.dispose()
