@@ -147,13 +147,24 @@ BIG = "9" * 30
     ("post", f"/api/v1/services/ai/enrich-all?limit={BIG}", 400),
     ("post", "/api/v1/diagnostics/progress-check?duration=nan", 400),
     ("post", "/api/v1/diagnostics/progress-check?rate=0", 400),
+    ("put", "/api/v1/albums/2147483648/description", 404),  # past PostgreSQL's integer ids
+    ("get", "/api/v1/listens?artist=%00", 400),  # PostgreSQL refuses NUL in text
+    ("get", "/api/v1/jobs/%00", 400),
+    ("get", "/api/v1/jobs/%00/events", 400),
+    ("get", "/api/v1/jobs?kind=%00", 400),
+    ("get", "/journal?artist=%00", 400),
 ])
 def test_values_that_used_to_answer_500_are_refused_clearly(client, method, url, status):
-    """Found by fuzzing: numbers too large for the database (SQLite INTEGER), NaN durations."""
+    """Found by fuzzing: numbers too large for the database's integers, NaN durations, NUL characters."""
     r = getattr(client, method)(url)
     assert r.status_code == status, r.get_data(as_text=True)[:300]
     if url.startswith("/api/"):
         assert r.get_json()["error"]
+
+
+def test_a_json_body_with_a_nul_character_is_refused(client):
+    r = client.put("/api/v1/albums/1/description", json={"description": "a\x00b"})
+    assert r.status_code == 400 and "NUL" in r.get_json()["error"]
 
 
 def test_a_job_of_a_kind_that_ends_while_another_starts_does_not_answer_500(app):

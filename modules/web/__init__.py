@@ -17,6 +17,17 @@ def init_app(app):
     def wants_json():
         return request.path.startswith("/api/")
 
+    @app.before_request
+    def refuse_nul_characters():
+        """No text the app stores or looks up may hold a NUL character (PostgreSQL refuses them in
+        text; no name or date has one): refused here, once, with a clear 400."""
+        if not _has_nul(request):
+            return None
+        message = "The request contains a NUL character (\\x00), which no name, date or text may hold."
+        if wants_json():
+            return jsonify({"error": message}), 400
+        return render_template("error.html", title="Bad request", message=message), 400
+
     @app.errorhandler(413)
     def too_large(_exc):
         limit = app.extensions["sillon"]["settings"]["MAX_UPLOAD_MB"]
@@ -31,3 +42,22 @@ def init_app(app):
         if wants_json():
             return jsonify({"error": "not found"}), 404
         return render_template("error.html", title="Not found", message="There is nothing at this address."), 404
+
+
+def _has_nul(req):
+    def text_has_nul(value):
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, dict):
+            return any(text_has_nul(k) or text_has_nul(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(text_has_nul(v) for v in value)
+        return False
+
+    if "\x00" in req.path or any(text_has_nul(k) or text_has_nul(v) for k, v in req.args.items(multi=True)):
+        return True
+    if req.mimetype == "application/json":
+        return text_has_nul(req.get_json(silent=True))
+    if req.mimetype == "application/x-www-form-urlencoded":
+        return any(text_has_nul(k) or text_has_nul(v) for k, v in req.form.items(multi=True))
+    return False

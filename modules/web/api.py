@@ -189,7 +189,7 @@ def collection_albums():
     return jsonify({"total": total, "page": page, "page_size": page_size, "items": items})
 
 
-@bp.route("/albums/<int(max=9223372036854775807):album_id>/description", methods=["PUT", "POST"])
+@bp.route("/albums/<int(max=2147483647):album_id>/description", methods=["PUT", "POST"])
 def album_description(album_id):
     """The person's own description: kept, and never overwritten by enrichment."""
     body = request.get_json(silent=True) or request.form
