@@ -47,6 +47,7 @@ def create_app(config=None):
         MIGRATIONS_DIR=ROOT / "migrations",
         UPLOAD_DIR=instance / "uploads",
         SILLON_VERSION=__version__,
+        SQLITE_BUSY_TIMEOUT_MS=int(settings["SQLITE_BUSY_TIMEOUT_SECONDS"] * 1000),
     )
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)

@@ -1,6 +1,8 @@
 """The database handle, connection settings, and bulk-write helpers shared by importers."""
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -16,18 +18,40 @@ def init_app(app):
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            busy_ms = int(app.config.get("SQLITE_BUSY_TIMEOUT_MS", 30000))
+            sa.event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=busy_ms))
 
 
-def _sqlite_pragmas(dbapi_conn, _record):
+def _sqlite_pragmas(dbapi_conn, _record, busy_ms=30000):
     # WAL lets streams read while a job writes; busy_timeout makes a writer wait for a lock
     # held by another process instead of failing at once.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# PostgreSQL: serialization failure, deadlock, lock not available, too many connections.
+_TRANSIENT_PG_CODES = {"40001", "40P01", "55P03", "53300"}
+
+
+def transient_reason(exc):
+    """Why a failed transaction may succeed if tried again (locked, busy, deadlock, connection
+    lost), or None when trying again would fail the same way."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return "the connection to the database was lost"
+    orig = exc.orig
+    text = str(orig).lower()
+    if "database is locked" in text or "database table is locked" in text or "database is busy" in text:
+        return "the database is locked by another writer"
+    code = getattr(getattr(orig, "diag", None), "sqlstate", None) or getattr(orig, "sqlstate", None)
+    if code in _TRANSIENT_PG_CODES:
+        return f"the database is busy ({code})"
+    return None
 
 
 def insert_ignoring_conflicts(conn, table, rows, returning=None):

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from modules.sources.errors import UnrecognizedFile
@@ -180,3 +180,107 @@ def test_json_array_splitter_agrees_with_json_load(workdir, values, spacing, chu
         assert got == json.loads(text)
     finally:
         path.unlink()
+
+
+# --------------------------------------------------------------------------- whole uploads, through the app
+# A file the app rejects (no format recognised, a broken or hostile zip) leaves the database exactly as it
+# was: no listen, artist, album, track or record half-written. A file it accepts changes it by what the job
+# reports, no more. No upload ends with an unexpected error.
+
+UPLOAD_SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_UPLOAD_EXAMPLES", "40")), deadline=None,
+                           database=None, suppress_health_check=list(HealthCheck))
+TABLES = ("listens", "artists", "albums", "tracks", "collection_items")
+
+
+def database_state(app):
+    import sqlalchemy as sa
+
+    from modules.db import db
+
+    with app.app_context():
+        try:
+            counts = {t: db.session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in TABLES}
+            rows = db.session.execute(sa.text(
+                "SELECT played_at, artist_key, title_key, source, artist_id, album_id, track_id FROM listens "
+                "ORDER BY played_at, artist_key, title_key")).all()
+        finally:
+            db.session.remove()
+    return counts, [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def seeded_app(tmp_path, migrated_template):
+    """An app whose database already holds listens (so "unchanged" means something)."""
+    from tests.conftest import make_app, upload, wait_for_job
+
+    application = make_app(tmp_path / "instance", migrated_template)
+    r = upload(application.test_client(), ("lastfm_simple.csv", (FIXTURES / "lastfm_simple.csv").read_bytes()))
+    assert wait_for_job(application, r.get_json()["job_id"])["status"] == "completed"
+    yield application
+    with application.app_context():
+        from modules.db import db
+        db.engine.dispose()
+
+
+def zip_of(members, compression):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        for name, content in members:
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+MEMBER_NAMES = st.sampled_from(["listens/2023/1.jsonl", "Streaming_History_Audio_2023.json", "endsong_0.json",
+                                "a.csv", "../../escape.csv", "/abs.json", "dir/", "x" * 300, "été.json"])
+UPLOADED = st.one_of(
+    st.binary(max_size=2000),
+    JSONISH.map(lambda text: text.encode("utf-8", errors="replace")),
+    st.builds(zip_of, st.lists(st.tuples(MEMBER_NAMES, st.binary(max_size=500) | JSONISH), max_size=4),
+              st.sampled_from([0, 8])),  # ZIP_STORED, ZIP_DEFLATED
+    st.builds(lambda body, cut: zip_of([("listens.json", body)], 8)[:cut], st.binary(max_size=300),
+              st.integers(min_value=0, max_value=200)),  # a zip cut short
+    st.just(zip_of([("bomb.json", b"[" + b" " * 5_000_000 + b"]")], 8)),  # compressed about 1000:1
+    # Last.fm CSV lines, some readable, some not: accepted, with row errors
+    st.lists(st.one_of(st.builds("Fuzz Artist {},Fuzz Album,Fuzz Track {},0{} Jun 2008 17:1{}\n".format,
+                                 st.integers(0, 3), st.integers(0, 50), st.integers(1, 9), st.integers(0, 9)),
+                       st.text(max_size=30).map(lambda t: t + "\n")), min_size=1, max_size=12)
+    .map(lambda lines: "".join(lines).encode("utf-8", errors="replace")),
+)
+UPLOAD_NAMES = st.sampled_from(["export.csv", "history.json", "listens.zip", "upload", "../../etc/passwd",
+                                "Streaming_History_Audio_2023.json"])
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # zips with a member twice, on purpose
+@UPLOAD_SETTINGS
+@given(files=st.lists(st.tuples(UPLOAD_NAMES, UPLOADED), min_size=1, max_size=3))
+def test_a_rejected_upload_writes_nothing_and_an_accepted_one_only_what_it_reports(seeded_app, files):
+    from tests.conftest import upload, wait_for_job
+
+    before_counts, before_rows = database_state(seeded_app)
+    r = upload(seeded_app.test_client(), *files)
+    if r.status_code == 409:  # the previous example's job has not quite ended
+        wait_for_job(seeded_app, r.get_json()["job_id"])
+        r = upload(seeded_app.test_client(), *files)
+    assert r.status_code in (202, 400), r.get_data(as_text=True)
+    after_counts, after_rows = (before_counts, before_rows)
+    if r.status_code == 202:
+        snap = wait_for_job(seeded_app, r.get_json()["job_id"], timeout=60)
+        assert snap["status"] in ("completed", "error"), snap
+        assert not (snap["message"] or "").startswith("Unexpected error"), snap["message"]
+        after_counts, after_rows = database_state(seeded_app)
+        event(f"job {snap['status']}")
+        if snap["status"] == "error":  # rejected: not one row written
+            assert (snap["result"] or {}).get("resumable") is False, snap
+            assert "Nothing was imported" in snap["message"], snap["message"]
+            assert (after_counts, after_rows) == (before_counts, before_rows)
+            return
+        imported = snap["result"]["imported"]
+        assert after_counts["listens"] == before_counts["listens"] + imported
+        assert set(before_rows) <= set(after_rows)  # nothing stored before was rewritten or removed
+    else:
+        event("refused at once (400)")
+        assert r.get_json()["error"]
+        assert database_state(seeded_app) == (before_counts, before_rows)

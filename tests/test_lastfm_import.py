@@ -493,8 +493,8 @@ def test_the_progress_says_what_it_waits_for(new_app, fm, fault, why):
     polled = wait_until(waiting_message, timeout=10, every=0.02)
     snap = wait_for_job(app, job_id)
     assert snap["status"] == "completed", snap["message"]
-    assert re.fullmatch(rf"waiting 0\.3 s \({why}\)", polled), polled
-    assert any(re.fullmatch(rf"waiting \d+(\.\d)? s \({why}\)", m) for m in messages), messages
+    assert re.fullmatch(rf"waiting 0\.3 s — {why}, attempt 1 of 10", polled), polled
+    assert any(re.fullmatch(rf"waiting \d+(\.\d)? s — {why}, attempt \d+ of 10", m) for m in messages), messages
     assert snap["counters"]["retries"] == 1
 
 

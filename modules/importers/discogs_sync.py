@@ -9,6 +9,8 @@ whole.
 """
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
 from .. import VERSION
@@ -72,7 +74,7 @@ def sync_collection(ctx):
             except (KeyError, TypeError, ValueError) as exc:
                 tracker.add_error(f"unreadable item ({exc.__class__.__name__}: {exc})", instance_id=instance_id)
             known.add(instance_id)
-        created = _save(new_rows)
+        created = ctx.write(functools.partial(_save, rows=new_rows)) if new_rows else 0
         added += created
         held += held_here
         tracker.advance(len(raw), added=created, skipped=len(raw) - len(new_rows) - held_here)
@@ -131,16 +133,14 @@ def _adopt_uploaded(conn, rows):
     return remaining, adopted
 
 
-def _save(rows):
-    """Insert new items and link them to albums (created when missing), in one transaction."""
+def _save(conn, rows):
+    """Insert new items and link them to albums (created when missing), in the caller's transaction
+    (tried again whole if the database is locked: it only reads and sets the rows' album ids)."""
+    rows, adopted = _adopt_uploaded(conn, rows)  # counted with the added: new to the sync
     if not rows:
-        return 0
-    with db.engine.begin() as conn:
-        rows, adopted = _adopt_uploaded(conn, rows)  # counted with the added: new to the sync
-        if not rows:
-            return adopted
-        album_ids, _ = ensure_albums(conn, [(r["artist"], r["title"], r["cover_url"]) for r in rows],
-                                     image_source="discogs")
-        for r in rows:
-            r["album_id"] = album_ids[(name_key(r["artist"]), name_key(r["title"]))]
-        return adopted + len(insert_ignoring_conflicts(conn, items_t, rows, returning=[items_t.c.id]))
+        return adopted
+    album_ids, _ = ensure_albums(conn, [(r["artist"], r["title"], r["cover_url"]) for r in rows],
+                                 image_source="discogs")
+    for r in rows:
+        r["album_id"] = album_ids[(name_key(r["artist"]), name_key(r["title"]))]
+    return adopted + len(insert_ignoring_conflicts(conn, items_t, rows, returning=[items_t.c.id]))

@@ -19,6 +19,7 @@ from ..models import Job, Listen
 from ..sources import lastfm
 from ..sources.errors import SourceError
 from .listens import IdCache, write_plays
+from .waiting import wait_message
 
 STEPS = (("connect", "Connect to Last.fm", 0.2), ("count", "Count listens", 0.2),
          ("fetch", "Fetch and save batches", 5.0), ("finish", "Finish", 0.1))
@@ -61,6 +62,7 @@ class PageFetcher:
         self.pacer = lastfm.RequestPacer(s["LASTFM_REQUESTS_PER_SECOND"])
         self.base_delay = s["LASTFM_RETRY_BASE_SECONDS"]
         self.max_attempts = s["LASTFM_MAX_ATTEMPTS"]
+        self.outage_seconds = s["LASTFM_OUTAGE_SECONDS"]
         self.stopped = False
 
     def fetch(self, page):
@@ -81,18 +83,23 @@ class PageFetcher:
             try:
                 return request()
             except lastfm.LastfmTemporaryError as exc:
-                if attempt == self.max_attempts:
-                    raise LastfmUnavailable(
-                        f"Last.fm kept failing ({exc}) after {attempt} tries over "
-                        f"{time.monotonic() - started:.0f} s. Everything fetched before is saved; "
-                        "resume the job to continue where it stopped.", cause=str(exc)) from None
                 delay = min(self.base_delay * 2 ** (attempt - 1), 60.0)
-                why = "Last.fm rate limit" if exc.rate_limited else f"Last.fm error {exc.code or 'network'}"
+                waited = time.monotonic() - started
+                # A whole outage is bounded too: by tries, and by LASTFM_OUTAGE_SECONDS of waiting.
+                if attempt == self.max_attempts or waited + delay > self.outage_seconds:
+                    raise LastfmUnavailable(
+                        f"Last.fm kept failing ({exc}) after {attempt} tries over {waited:.0f} s. "
+                        "Everything fetched before is saved; resume the job to continue where it stopped.",
+                        cause=str(exc)) from None
                 if exc.rate_limited:
+                    why = "Last.fm rate limit"
                     self.pacer.pause(delay)  # every fetcher backs off, not just this one
+                elif exc.unreachable:
+                    why = "Last.fm unreachable"
+                else:
+                    why = f"Last.fm error {exc.code or 'unreadable answer'}"
                 tracker.incr("retries")
-                tracker.set_message(f"waiting {delay:.0f} s ({why})" if delay >= 1 else
-                                    f"waiting {delay:.1f} s ({why})")
+                tracker.set_message(wait_message(delay, why, attempt, self.max_attempts))
                 self._sleep(delay)
 
     def _sleep(self, seconds):
@@ -224,20 +231,22 @@ def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
 
 
 def _save_page(ctx, state, scrobbles, page):
-    with db.engine.begin() as conn:
+    def work(conn):  # one transaction, tried again whole if the database is locked
         outcome = write_plays(conn, scrobbles, source=SOURCE, job_id=ctx.job_id, cache=ctx.ids)
         new_state = {**state, "imported": state["imported"] + outcome.imported,
                      "skipped": state["skipped"] + outcome.skipped,
                      "new_albums": state["new_albums"] + outcome.new_albums,
                      "batches": state["batches"] + 1, "next_page": page - 1}
         ctx.save_checkpoint(conn, new_state)
+        return outcome, new_state
+
+    outcome, new_state = ctx.write(work)
     state.update(new_state)
     ctx.tracker.advance(len(scrobbles), imported=outcome.imported, skipped=outcome.skipped, batches=1)
 
 
 def _checkpoint(ctx, state):
-    with db.engine.begin() as conn:
-        ctx.save_checkpoint(conn, dict(state))
+    ctx.write(lambda conn: ctx.save_checkpoint(conn, dict(state)))
 
 
 def _summary(r, params):

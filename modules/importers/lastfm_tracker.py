@@ -98,6 +98,5 @@ def _describe(scrobble):
 
 
 def _record(ctx, state):
-    with db.engine.begin() as conn:
-        ctx.save_checkpoint(conn, {k: v for k, v in state.items() if k != "next_page"})
+    ctx.write(lambda conn: ctx.save_checkpoint(conn, {k: v for k, v in state.items() if k != "next_page"}))
 

@@ -299,12 +299,16 @@ def report_batch(report, batch, counts, skips):
 
 def _save_batch(ctx, state, i, f, batch, rows_done, write_lock):
     """Write one batch and its checkpoint in one transaction (under the job's write lock)."""
+
+    def work(conn):  # one transaction, tried again whole if the database is locked
+        counts, skips = write_batch(conn, ctx.job_id, f, batch, ctx.ids)
+        files_state = {**state["files"], str(i): file_state(state["files"].get(str(i), {}), counts, rows_done)}
+        new_state = {**state, "files": files_state, "new_albums": state["new_albums"] + counts["new_albums"]}
+        ctx.save_checkpoint(conn, new_state)
+        return counts, skips, new_state
+
     with write_lock:
-        with db.engine.begin() as conn:
-            counts, skips = write_batch(conn, ctx.job_id, f, batch, ctx.ids)
-            files_state = {**state["files"], str(i): file_state(state["files"].get(str(i), {}), counts, rows_done)}
-            new_state = {**state, "files": files_state, "new_albums": state["new_albums"] + counts["new_albums"]}
-            ctx.save_checkpoint(conn, new_state)
+        counts, skips, new_state = ctx.write(work)
         state.update(new_state)
     report_batch(ctx.tracker, batch, counts, skips)
     ctx.check()

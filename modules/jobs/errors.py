@@ -5,6 +5,10 @@ class JobError(Exception):
     """A job ends with this message for the person (what went wrong, what was kept, what to do)."""
 
 
+class DatabaseBusy(JobError):
+    """The database stayed locked or busy past the retries; committed batches are kept (resumable)."""
+
+
 class JobCancelled(Exception):
     """Raised inside a job at a checkpoint once cancellation was asked for."""
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from ..db import db
+from ..db import db, transient_reason
 from ..models import Job
 from ..progress import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 from ..sources.errors import SourceError
@@ -67,15 +67,21 @@ def start_job(kind, params=None):
     """Record a queued job and hand it to the runner; raises JobAlreadyRunning (409) if one of its kind runs."""
     get_kind(kind)  # unknown kinds fail before anything is written
     reap_stale_jobs()
-    job = Job(id=uuid.uuid4().hex, kind=kind, status=QUEUED, active_kind=kind, params=params or {},
-              owner=_owner(), heartbeat_at=time.time(), created_at=time.time())
-    db.session.add(job)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
-        raise JobAlreadyRunning(kind, running) from None
+    for _attempt in range(5):
+        job = Job(id=uuid.uuid4().hex, kind=kind, status=QUEUED, active_kind=kind, params=params or {},
+                  owner=_owner(), heartbeat_at=time.time(), created_at=time.time())
+        db.session.add(job)
+        try:
+            db.session.commit()
+            break
+        except IntegrityError:
+            db.session.rollback()
+            running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
+            if running is not None:
+                raise JobAlreadyRunning(kind, running) from None
+            # The running one ended between our insert and our look: its kind is free, try again.
+    else:
+        raise JobNotResumable(f"could not start a {kind} job: jobs of its kind keep starting and ending; try again")
     _queue(job.id, kind, initial_version=0)
     return job.id
 
@@ -101,6 +107,8 @@ def resume_job(job_id):
     except IntegrityError:
         db.session.rollback()
         running = db.session.execute(sa.select(Job.id).where(Job.active_kind == job.kind)).scalar()
+        if running is None:  # it ended between our update and our look
+            raise JobNotResumable(f"job {job_id} could not be resumed just now; try again") from None
         raise JobAlreadyRunning(job.kind, running) from None
     if updated.rowcount != 1:
         raise JobNotResumable(f"job {job_id} changed while resuming; try again")
@@ -185,11 +193,29 @@ def _execute(job_id):
     else:
         tracker.fail(message, result=result)
     snap = tracker.snapshot()
-    db.session.execute(
-        sa.update(Job).where(Job.id == job_id)
-        .values(status=status, active_kind=None, message=message, result=snap["result"],
-                finished_at=time.time()))
-    db.session.commit()
+    _record_end(job_id, status=status, active_kind=None, message=message, result=snap["result"],
+                finished_at=time.time())
+
+
+def _record_end(job_id, **values):
+    """Write the job's final status, waiting out a locked or busy database (the job may have
+    ended *because* it stayed locked). Given up after a while: the reaper then marks the job
+    interrupted once its heartbeat stops, and it can be resumed."""
+    deadline = time.monotonic() + max(60.0, 2 * settings()["JOB_STALE_SECONDS"])
+    delay = 0.1
+    while True:
+        try:
+            db.session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
+            db.session.commit()
+            return
+        except sa.exc.DBAPIError as exc:
+            db.session.rollback()
+            if transient_reason(exc) is None or time.monotonic() + delay > deadline:
+                raise
+            log.warning("job %s: could not record its end (%s); trying again in %.1f s", job_id,
+                        transient_reason(exc), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def cancel_job(job_id):

@@ -34,10 +34,11 @@ class LastfmFatalError(SourceError):
 class LastfmTemporaryError(Exception):
     """Last.fm failed in a way worth retrying (rate limit, 5xx, network)."""
 
-    def __init__(self, message, code=None, rate_limited=False):
+    def __init__(self, message, code=None, rate_limited=False, unreachable=False):
         super().__init__(message)
         self.code = code
         self.rate_limited = rate_limited
+        self.unreachable = unreachable  # no answer at all: refused, timed out, name not found
 
 
 FATAL_MESSAGES = {
@@ -132,8 +133,10 @@ def call(network, method, params, user=None):
         return pylast._Request(network, method, params).execute()
     except pylast.WSError as exc:
         raise classify(exc, user) from None
-    except (pylast.NetworkError, pylast.MalformedResponseError) as exc:
-        raise LastfmTemporaryError(f"could not reach Last.fm ({exc})") from None
+    except pylast.NetworkError as exc:
+        raise LastfmTemporaryError(f"could not reach Last.fm ({exc.underlying_error})", unreachable=True) from None
+    except pylast.MalformedResponseError as exc:
+        raise LastfmTemporaryError(f"Last.fm answered something unreadable ({exc})") from None
     except IndexError:  # well-formed XML that is not a Last.fm answer (a maintenance page)
         raise LastfmTemporaryError("Last.fm answered with a page that is not an API answer") from None
 

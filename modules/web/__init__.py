@@ -6,7 +6,7 @@ from flask import jsonify, render_template, request
 
 def init_app(app):
     from ..i18n import gettext as _
-    from . import analytics, api, js_strings, pages, playlists, services, streams
+    from . import analytics, api, health, js_strings, openapi, pages, playlists, services, streams
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
@@ -14,6 +14,8 @@ def init_app(app):
     app.register_blueprint(services.bp)
     app.register_blueprint(playlists.bp)
     app.register_blueprint(analytics.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
 
     @app.context_processor
     def script_strings():
@@ -21,6 +23,17 @@ def init_app(app):
 
     def wants_json():
         return request.path.startswith("/api/")
+
+    @app.before_request
+    def refuse_nul_characters():
+        """No text the app stores or looks up may hold a NUL character (PostgreSQL refuses them in
+        text; no name or date has one): refused here, once, with a clear 400."""
+        if not _has_nul(request):
+            return None
+        message = "The request contains a NUL character (\\x00), which no name, date or text may hold."
+        if wants_json():
+            return jsonify({"error": message}), 400
+        return render_template("error.html", title="Bad request", message=message), 400
 
     @app.errorhandler(413)
     def too_large(_exc):
@@ -36,3 +49,22 @@ def init_app(app):
         if wants_json():
             return jsonify({"error": "not found"}), 404
         return render_template("error.html", title=_("Not found"), message=_("There is nothing at this address.")), 404
+
+
+def _has_nul(req):
+    def text_has_nul(value):
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, dict):
+            return any(text_has_nul(k) or text_has_nul(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(text_has_nul(v) for v in value)
+        return False
+
+    if "\x00" in req.path or any(text_has_nul(k) or text_has_nul(v) for k, v in req.args.items(multi=True)):
+        return True
+    if req.mimetype == "application/json":
+        return text_has_nul(req.get_json(silent=True))
+    if req.mimetype == "application/x-www-form-urlencoded":
+        return any(text_has_nul(k) or text_has_nul(v) for k, v in req.form.items(multi=True))
+    return False

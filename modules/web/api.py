@@ -111,6 +111,8 @@ def progress_check():
         params = {"duration": float(request.args.get("duration", 5)), "rate": float(request.args.get("rate", 20))}
     except ValueError:
         return error(400, "duration and rate must be numbers")
+    if not (0 < params["duration"] <= 3600 and 0 < params["rate"] <= 1000):  # NaN fails too
+        return error(400, "duration must be above 0 and at most 3600 seconds, rate above 0 and at most 1000 a second")
     try:
         job_id = start_job("progress_check", params)
     except JobAlreadyRunning as exc:
@@ -187,7 +189,7 @@ def collection_albums():
     return jsonify({"total": total, "page": page, "page_size": page_size, "items": items})
 
 
-@bp.route("/albums/<int:album_id>/description", methods=["PUT", "POST"])
+@bp.route("/albums/<int(max=2147483647):album_id>/description", methods=["PUT", "POST"])
 def album_description(album_id):
     """The person's own description: kept, and never overwritten by enrichment."""
     body = request.get_json(silent=True) or request.form

@@ -12,6 +12,8 @@ from ..names import name_key
 
 FIELDS = ("played_at", "artist", "album", "title", "source")
 MAX_PAGE_SIZE = 500
+MAX_PAGE = 10 ** 7
+MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31 23:59:59 UTC
 
 
 def parse_time(value, end=False):
@@ -20,7 +22,10 @@ def parse_time(value, end=False):
     if not value:
         return None
     if value.lstrip("-").isdigit():
-        return int(value)
+        seconds = int(value)
+        if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+            raise ValueError(f"{value} is out of range: Unix seconds between years 1 and 9999")
+        return seconds
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
@@ -40,8 +45,8 @@ def parse_args(args):
         page_size = int(args.get("page_size", 50))
     except ValueError:
         raise ValueError("page and page_size must be whole numbers") from None
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page must be 1 or more and page_size between 1 and {MAX_PAGE_SIZE}")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page must be between 1 and {MAX_PAGE:,} and page_size between 1 and {MAX_PAGE_SIZE}")
     return {"page": page, "page_size": page_size, "start": parse_time(args.get("from")),
             "end": parse_time(args.get("to"), end=True), "artist": (args.get("artist") or "").strip() or None}
 

@@ -189,7 +189,7 @@ def collection():
                            page_args={k: v for k, v in args.items() if v})
 
 
-@bp.get("/albums/<int:album_id>")
+@bp.get("/albums/<int(max=2147483647):album_id>")
 def album(album_id):
     detail = collection_query.album_detail(album_id)
     if detail is None:
@@ -198,7 +198,7 @@ def album(album_id):
     return render_template("album.html", **detail, listen_rows=listens)
 
 
-@bp.post("/albums/<int:album_id>/description")
+@bp.post("/albums/<int(max=2147483647):album_id>/description")
 def album_description_form(album_id):
     item = db.session.get(Album, album_id)
     if item is None:

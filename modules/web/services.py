@@ -34,6 +34,20 @@ def _flag(name, default):
     raise ValueError(f"{name} must be true or false")
 
 
+MAX_LIMIT = 10 ** 9
+MAX_INTERVAL = 7 * 86400
+
+
+def _limit():
+    """The `limit` query parameter: None, or a whole number from 1 to a billion (ValueError otherwise)."""
+    if "limit" not in request.args:
+        return None
+    limit = request.args.get("limit", type=int)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT:,}")
+    return limit
+
+
 def check_lastfm():
     return lastfm.check_credentials(_settings())
 
@@ -41,9 +55,7 @@ def check_lastfm():
 @bp.post("/lastfm/import-history")
 def lastfm_import_history():
     try:
-        limit = request.args.get("limit", type=int)
-        if "limit" in request.args and (limit is None or limit < 1):
-            raise ValueError("limit must be a whole number above 0")
+        limit = _limit()
         skip_existing = _flag("skip_existing", True)
         incremental = _flag("incremental", skip_existing)
         time_from = parse_time(request.args.get("from"))
@@ -130,17 +142,18 @@ def tracker_interval():
     value = request.args.get("seconds", type=int)
     if value is None and request.is_json:
         value = (request.get_json(silent=True) or {}).get("seconds")
-    if not isinstance(value, int) or value < MIN_INTERVAL:
-        return error(400, f"seconds must be a whole number of at least {MIN_INTERVAL}")
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        return error(400, f"seconds must be a whole number from {MIN_INTERVAL} to {MAX_INTERVAL} (a week)")
     preferences.put(INTERVAL_KEY, value)
     return jsonify(tracker_status())
 
 
 @bp.post("/discogs/sync")
 def discogs_sync():
-    limit = request.args.get("limit", type=int)
-    if "limit" in request.args and (limit is None or limit < 1):
-        return error(400, "limit must be a whole number above 0")
+    try:
+        limit = _limit()
+    except ValueError as exc:
+        return error(400, str(exc))
     missing = discogs.missing_settings(_settings())
     if missing:
         return error(400, "Discogs is not configured: DISCOGS_TOKEN is missing. Create a personal access token at "
@@ -172,9 +185,10 @@ def discogs_sync_progress():
 @bp.post("/ai/enrich-all")
 def enrich_all():
     """Start enrichment (Spotify, Last.fm, AI: each provider that is configured)."""
-    limit = request.args.get("limit", type=int)
-    if "limit" in request.args and (limit is None or limit < 1):
-        return error(400, "limit must be a whole number above 0")
+    try:
+        limit = _limit()
+    except ValueError as exc:
+        return error(400, str(exc))
     try:
         job_id = start_job("enrich", {"limit": limit})
     except JobAlreadyRunning as exc:

@@ -1,6 +1,8 @@
 """Server-Sent Events: GET /api/v1/jobs/<id>/events streams a job's progress until it ends."""
 from __future__ import annotations
 
+import threading
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..db import db
@@ -8,6 +10,24 @@ from ..jobs import job_snapshot
 from ..progress import SSE_HEADERS, event_stream, parse_last_event_id
 
 bp = Blueprint("streams", __name__, url_prefix="/api/v1")
+_open = 0  # streams of this process being served now (GET /api/v1/health shows it)
+_open_lock = threading.Lock()
+
+
+def open_streams():
+    return _open
+
+
+def _counted(stream):
+    """Count the stream while it is served; a client that goes away closes it (GeneratorExit)."""
+    global _open
+    with _open_lock:
+        _open += 1
+    try:
+        yield from stream
+    finally:
+        with _open_lock:
+            _open -= 1
 
 
 @bp.get("/jobs/<job_id>/events")
@@ -29,4 +49,4 @@ def job_events(job_id):
 
     stream = event_stream(store, job_id, last_id, heartbeat=sillon["settings"]["SSE_HEARTBEAT_SECONDS"],
                           refresh=refresh)
-    return Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS)
+    return Response(_counted(stream), mimetype="text/event-stream", headers=SSE_HEADERS)
