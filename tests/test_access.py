@@ -326,10 +326,10 @@ def test_flask_token_create_makes_a_token_shown_once_and_kept_hashed(locked):
 
 def test_the_api_token_setting_works_too(tmp_path, migrated_template):
     application = make_app(tmp_path / "tok", migrated_template,
-                           environ={"APP_PASSWORD": PASSWORD, "API_TOKEN": "a-token-set-by-hand-0123456789"})
+                           environ={"APP_PASSWORD": PASSWORD, "API_TOKEN": "fake-token-set-by-hand-0123456789"})
     try:
         client = application.test_client(use_cookies=False)
-        ok = client.get("/api/v1/jobs", headers={"Authorization": "Bearer a-token-set-by-hand-0123456789"})
+        ok = client.get("/api/v1/jobs", headers={"Authorization": "Bearer fake-token-set-by-hand-0123456789"})
         assert ok.status_code == 200
         assert client.get("/api/v1/jobs", headers={"Authorization": "Bearer a-token"}).status_code == 401
         assert client.get("/api/v1/jobs", headers={"Authorization": "Basic a-token"}).status_code == 401
@@ -440,12 +440,12 @@ def test_gunicorn_refuses_a_public_bind_without_a_password(tmp_path):
 
 
 def test_a_real_server_with_a_password(server_factory):
-    server = server_factory(env={"APP_PASSWORD": PASSWORD, "API_TOKEN": "script-token-0123456789abcdef"})
+    server = server_factory(env={"APP_PASSWORD": PASSWORD, "API_TOKEN": "fake-script-token-0123456789abcdef"})
     assert requests.get(server.url + "/api/v1/jobs", timeout=10).status_code == 401
     assert requests.get(server.url + "/api/v1/jobs/0/events", timeout=10).status_code == 401
     page = requests.get(server.url + "/settings", timeout=10, allow_redirects=False)
     assert page.status_code == 302 and page.headers["Location"].startswith("/login?next=")
-    auth = {"Authorization": "Bearer script-token-0123456789abcdef"}
+    auth = {"Authorization": "Bearer fake-script-token-0123456789abcdef"}
     assert requests.get(server.url + "/api/v1/jobs", headers=auth, timeout=10).status_code == 200
     with requests.Session() as browser_like:
         login = browser_like.get(server.url + "/login", timeout=10).text
