@@ -17,6 +17,7 @@ import requests
 import sqlalchemy as sa
 
 import config
+from tests.browsing import needs_chromium
 from tests.conftest import ROOT, base_environ, free_port, make_app, wait_for_job
 
 PASSWORD = "correct horse battery staple"
@@ -455,3 +456,49 @@ def test_a_real_server_with_a_password(server_factory):
         assert resp.status_code == 303
         assert browser_like.get(server.url + "/api/v1/jobs", timeout=10).status_code == 200
     assert PASSWORD not in server.log()
+
+
+# ----------------------------------------------------------------------------- in a real browser
+
+
+@needs_chromium
+def test_in_a_browser_sign_in_upload_follow_the_job_and_sign_out(server_factory, browser, tmp_path):
+    server = server_factory(env={"APP_PASSWORD": PASSWORD})
+    export = tmp_path / "scrobbles.csv"
+    export.write_text("Radiohead,OK Computer,Airbag,09 Jun 2008 17:16\nBjörk,Homogenic,Jóga,10 Jun 2008 17:16\n")
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status in (400, 401, 403) else None)
+    try:
+        page.goto(server.url + "/settings")
+        assert urlsplit(page.url).path == "/login"
+        page.fill("#password", "not it")
+        page.click("#login-form button[type=submit]")
+        assert page.locator("#login-error").inner_text() == "Wrong password."
+        problems.clear()  # that 401 was the point
+        page.fill("#password", PASSWORD)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/settings$"))
+        cookie = next(c for c in context.cookies() if c["name"] == "sillon_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        # A form post (hidden csrf_token), then the progress page's stream and polling (cookie), then
+        # the move to the journal when the job ends.
+        page.set_input_files("#files", str(export))
+        page.click("#upload-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/journal$"), timeout=60_000)
+        assert "Airbag" in page.locator("main").inner_text()
+        # A script's POST (X-CSRFToken from the meta tag): the tracker interval.
+        page.goto(server.url + "/settings")
+        page.fill("#tracker-interval", "300")
+        page.click("#tracker-interval-form button[type=submit]")
+        page.wait_for_function("document.getElementById('tracker-message').textContent.includes('300')")
+        page.click("#sign-out")
+        page.wait_for_url(re.compile(r"/login$"))
+        page.goto(server.url + "/journal")
+        assert urlsplit(page.url).path == "/login"
+        assert problems == [], problems
+    finally:
+        context.close()
