@@ -93,6 +93,7 @@ def test_with_a_password_every_route_needs_a_sign_in(locked):
             assert resp.status_code in (302, 303), (method, path, resp.status_code)
             target = urlsplit(resp.headers["Location"])
             assert target.path == "/login", (method, path)
+            assert (f"next={path}" in target.query.replace("%2F", "/")) == (method == "GET"), (method, target)
     assert job_count(locked) == 0  # no refused POST started anything
 
 

@@ -118,7 +118,9 @@ def gate():
     if gate_state.enabled and request.endpoint not in PUBLIC_ENDPOINTS and not gate_state.signed_in():
         if _wants_json():
             return _refuse(401, _("Sign in first, or send Authorization: Bearer <API token>."))
-        return redirect(url_for("access.login", next=_here()), 303 if request.method != "GET" else 302)
+        if request.method in ("GET", "HEAD"):
+            return redirect(url_for("access.login", next=_here()))
+        return redirect(url_for("access.login"), 303)  # a form sent signed out is not sent again
     if request.method in UNSAFE_METHODS and (gate_state.enabled or _from_a_browser()):
         csrf.protect()
     return None
