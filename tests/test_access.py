@@ -6,6 +6,7 @@ passes csrf=False to see what happens without it. One test starts a real gunicor
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -501,5 +502,35 @@ def test_in_a_browser_sign_in_upload_follow_the_job_and_sign_out(server_factory,
         page.goto(server.url + "/journal")
         assert urlsplit(page.url).path == "/login"
         assert problems == [], problems
+        # A session that ends while a page is open: the page's next request goes back to the login page.
+        page.fill("#password", PASSWORD)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/journal$"))
+        page.goto(server.url + "/settings")
+        context.clear_cookies()
+        page.click("#tracker-interval-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/login\?next=%2Fsettings$"))
     finally:
         context.close()
+
+
+def test_the_import_script_sends_the_api_token(server_factory):
+    from tests.emulators.lastfm import LastfmEmulator
+
+    with LastfmEmulator() as fm:
+        fm.add_listens("rj", [{"uts": 1_600_000_000 + i, "artist": "Air", "title": f"La femme d'argent {i}",
+                               "album": "Moon Safari"} for i in range(30)])
+        server = server_factory(env={"APP_PASSWORD": PASSWORD, "API_TOKEN": "fake-script-token-0123456789abcdef",
+                                     "LASTFM_API_URL": fm.url, "LASTFM_API_KEY": "test-key",
+                                     "LASTFM_API_SECRET": "s", "LASTFM_USERNAME": "rj",
+                                     "LASTFM_REQUESTS_PER_SECOND": "100"})
+        script = [sys.executable, str(ROOT / "scripts" / "import_lastfm_history.py"), "--url", server.url]
+        environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+        environ.pop("SILLON_API_TOKEN", None)
+        refused = subprocess.run(script, capture_output=True, text=True, timeout=60, env=environ)
+        assert refused.returncode == 1
+        assert "SILLON_API_TOKEN" in refused.stderr
+        done = subprocess.run(script, capture_output=True, text=True, timeout=120,
+                              env={**environ, "SILLON_API_TOKEN": "fake-script-token-0123456789abcdef"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "completed" in done.stdout
