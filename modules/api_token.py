@@ -35,9 +35,8 @@ def matches(given, configured=None):
     """True if `given` is the API_TOKEN setting or the stored token (constant-time comparisons)."""
     if not given:
         return False
-    ok = bool(configured) and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
-                                                  configured.encode("utf-8", "surrogatepass"))
+    if configured and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                          configured.encode("utf-8", "surrogatepass")):
+        return True
     stored = preferences.get(HASH_KEY)
-    if isinstance(stored, str):
-        ok = hmac.compare_digest(_digest(given), stored) or ok
-    return ok
+    return isinstance(stored, str) and hmac.compare_digest(_digest(given), stored)

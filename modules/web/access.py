@@ -183,6 +183,9 @@ def init_app(app):
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=bool(settings.get("SESSION_COOKIE_SECURE")),
         SESSION_COOKIE_NAME="sillon_session",
+        # A sign-in lasts PERMANENT_SESSION_LIFETIME (31 days) from when it happened; the cookie is not
+        # signed and sent again on every request.
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.session_interface = SessionInterface()
     app.extensions["sillon"]["access"] = Access(settings, app.config["SECRET_KEY"])
