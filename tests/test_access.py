@@ -137,6 +137,12 @@ def test_next_never_leaves_the_site(locked, target):
     assert resp.headers["Location"] == "/journal"
 
 
+def test_the_login_page_escapes_next(locked):
+    html = locked.test_client().get('/login?next=/"><img src=x onerror=alert(1)>').get_data(as_text=True)
+    assert "<img src=x" not in html
+    assert 'value="/&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"' in html
+
+
 def test_signing_out_ends_the_session(locked):
     client = locked.test_client()
     sign_in(client)
