@@ -40,7 +40,7 @@ REQUESTS = 400
 ROUNDS = 9
 TARGET = 2.0
 PASSWORD = "bench password"
-TOKEN = "bench-token-not-a-secret-0123456789"
+TOKEN = "fake-bench-token-0123456789abcdef"
 RESULTS = ROOT / "bench" / "results" / "access.json"
 
 
