@@ -51,6 +51,15 @@ def test_every_api_route_is_described(app):
     assert not stale, "described in openapi.yaml but not registered:\n" + "\n".join(f"  {m} {p}" for m, p in stale)
 
 
+def resolve(document, item):
+    """`item`, or what its local $ref ("#/components/...") points to."""
+    if "$ref" not in item:
+        return item
+    for part in item["$ref"].removeprefix("#/").split("/"):
+        document = document[part]
+    return document
+
+
 def test_the_description_is_openapi_3_and_every_operation_documents_its_answers():
     document = spec()
     assert re.fullmatch(r"3\.[01]\.\d+", document["openapi"])
@@ -63,8 +72,7 @@ def test_the_description_is_openapi_3_and_every_operation_documents_its_answers(
             ids.append(op["operationId"])
             assert op.get("responses"), f"{method} {path}: no responses"
             params = item.get("parameters", []) + op.get("parameters", [])
-            named = {p.get("name") for p in params if "name" in p} | {
-                p["$ref"].rsplit("/", 1)[1].replace("JobId", "job_id") for p in params if "$ref" in p}
+            named = {resolve(document, p)["name"] for p in params}
             assert declared <= named, f"{method} {path}: path parameters {declared - named} not described"
     assert len(ids) == len(set(ids)), "operationIds must be unique"
 

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime
 
@@ -39,7 +40,10 @@ def store():
 
 @bp.get("/jobs")
 def list_jobs():
-    limit = min(request.args.get("limit", 50, type=int) or 50, 500)
+    limit = request.args.get("limit", "50")
+    if not re.fullmatch(r"\s*[0-9]+\s*", limit) or int(limit) < 1:
+        return error(400, f"limit must be a whole number from 1 (at most 500 are given), not {limit[:40]!r}")
+    limit = min(int(limit), 500)
     query = sa.select(Job).order_by(Job.created_at.desc()).limit(limit)
     if request.args.get("kind"):
         query = query.where(Job.kind == request.args["kind"])
