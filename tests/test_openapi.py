@@ -15,6 +15,7 @@ import schemathesis
 import sqlalchemy as sa
 import yaml
 from hypothesis import HealthCheck, settings
+from schemathesis.generation import GenerationMode
 
 from tests.conftest import make_app
 
@@ -121,15 +122,18 @@ def operations():
             for path, item in spec()["paths"].items() for method in item if method.upper() in METHODS]
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 @pytest.mark.parametrize("path, method", operations())
-def test_no_generated_request_gets_a_5xx(api_schema, path, method):
-    """schemathesis builds requests from the description (valid and not); none may answer 5xx."""
+def test_no_generated_request_gets_a_5xx(api_schema, path, method, mode):
+    """schemathesis builds requests from the description, valid ones (positive) and ones breaking it
+    (negative: wrong types, out of bounds, bodies that are no object); none may answer 5xx."""
     from hypothesis import given
+    from hypothesis.errors import Unsatisfiable
 
     operation = api_schema[path][method]
     failures = []
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=25, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
@@ -138,7 +142,11 @@ def test_no_generated_request_gets_a_5xx(api_schema, path, method):
             failures.append(f"{case.method} {case.formatted_path} query={case.query} body={case.body!r:.200} -> "
                             f"{response.status_code}: {response.text[:300]}")
 
-    run()
+    try:
+        run()
+    except Unsatisfiable:  # nothing to break: no parameters, or only ones every value fits
+        assert mode is GenerationMode.NEGATIVE
+        pytest.skip("no invalid request can be made from this operation's description")
     assert not failures, "\n".join(failures[:5])
 
 
@@ -168,6 +176,36 @@ def test_values_that_used_to_answer_500_are_refused_clearly(client, method, url,
     assert r.status_code == status, r.get_data(as_text=True)[:300]
     if url.startswith("/api/"):
         assert r.get_json()["error"]
+
+
+@pytest.mark.parametrize("method, url, body", [
+    ("put", "/api/v1/albums/1/description", True),
+    ("post", "/api/v1/albums/1/description", [1]),
+    ("put", "/api/v1/albums/1/description", {"description": 5}),
+    ("post", "/api/v1/services/ai/language", ["French"]),
+    ("post", "/api/v1/services/ai/language", {"language": 5}),
+    ("post", "/api/v1/services/tracker/interval", [60]),
+])
+def test_json_bodies_of_the_wrong_shape_are_refused_clearly(client, method, url, body):
+    """Found by negative fuzzing: a JSON body that is no object, or a field of the wrong type, used to
+    answer 500."""
+    r = getattr(client, method)(url, json=body)
+    assert r.status_code == 400 and r.get_json()["error"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/playlists/2147483648", "/playlists/2147483648"])
+def test_playlist_ids_past_the_database_integers_are_404(client, url):
+    """PostgreSQL refused such ids in its query (500); no playlist can have one."""
+    assert client.get(url).status_code == 404
+    assert client.delete(url).status_code in (404, 405)
+
+
+def test_jobs_limit_below_one_is_refused(client):
+    """A negative LIMIT made PostgreSQL fail; SQLite took it as no limit."""
+    for value in ("0", "-5", "x", "²"):
+        r = client.get(f"/api/v1/jobs?limit={value}")
+        assert r.status_code == 400 and "limit" in r.get_json()["error"]
+    assert client.get("/api/v1/jobs?limit=9999").status_code == 200
 
 
 def test_a_json_body_with_a_nul_character_is_refused(client):
