@@ -15,6 +15,7 @@ import schemathesis
 import sqlalchemy as sa
 import yaml
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 from schemathesis.generation import GenerationMode
 
 from tests.conftest import make_app
@@ -87,6 +88,7 @@ def test_the_description_is_served(client):
 # --------------------------------------------------------------------------- schemathesis
 
 KEPT_PLAYLIST = 1
+CONFORMANCE = [checks.status_code_conformance, checks.content_type_conformance, checks.response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +134,8 @@ def operations():
 @pytest.mark.parametrize("path, method", operations())
 def test_no_generated_request_gets_a_5xx(api_schema, path, method, mode):
     """schemathesis builds requests from the description, valid ones (positive) and ones breaking it
-    (negative: wrong types, out of bounds, bodies that are no object); none may answer 5xx."""
+    (negative: wrong types, out of bounds, bodies that are no object); none may answer 5xx, and every
+    answer must be described (status code, content type, JSON shape)."""
     from hypothesis import given
     from hypothesis.errors import Unsatisfiable
 
@@ -151,6 +154,11 @@ def test_no_generated_request_gets_a_5xx(api_schema, path, method, mode):
         if response.status_code >= 500:
             failures.append(f"{case.method} {case.formatted_path} query={case.query} body={case.body!r:.200} -> "
                             f"{response.status_code}: {response.text[:300]}")
+        try:  # the answer is one the description gives: its status, content type and JSON shape
+            case.validate_response(response, checks=CONFORMANCE)
+        except (AssertionError, BaseExceptionGroup) as exc:  # schemathesis raises its failures as a group
+            failures.append(f"{case.method} {case.formatted_path} query={case.query} body={case.body!r:.200} -> "
+                            f"{response.status_code} not as described: {str(exc)[:500]}")
 
     try:
         run()
