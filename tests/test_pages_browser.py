@@ -321,7 +321,7 @@ def test_the_tracker_card_starts_shows_and_stops(server_factory, page, fm):
     interval.fill("5")
     page.get_by_role("button", name="Save interval").click()
     message = page.locator("#tracker-message")
-    page.wait_for_function("() => /at least 10/.test(document.getElementById('tracker-message').textContent)")
+    page.wait_for_function("() => /from 10 to/.test(document.getElementById('tracker-message').textContent)")
     assert len(sent) == 1
     assert requests.get(server.url + "/api/v1/services/tracker/status", timeout=30).json()["interval_seconds"] != 5
 
