@@ -87,11 +87,16 @@ SETTINGS = {
     "ENRICH_MAX_ATTEMPTS": (None, 6, int, "Tries per enrichment request before it counts as an error"),
     "TIMEZONE": (None, "UTC", _timezone, "IANA time zone of the analytics page's hours, weekdays, days and months, e.g. Europe/Paris"),
     "TRACKER_INTERVAL_SECONDS": ("tracker.interval_seconds", 120, int, "How often the live tracker asks for new listens"),
+    "APP_PASSWORD": ("access.password", None, str, "Password of the login page; unset, Sillon answers on 127.0.0.1 only"),
+    "API_TOKEN": ("access.api_token", None, str, "Bearer token scripts send (or create one with `flask token create`)"),
+    "SESSION_COOKIE_SECURE": (None, False, _bool, "Send the session cookie over https only (automatic when the request is https)"),
 }
 
+# Never shown on a page, in a response or in a log line (tests/test_secrets.py checks). The URLs are
+# here because they may carry a password (postgresql://user:password@host/db).
 SECRET_SETTINGS = frozenset({"SECRET_KEY", "LASTFM_API_KEY", "LASTFM_API_SECRET", "DISCOGS_TOKEN",
                              "SPOTIFY_CLIENT_SECRET", "AI_API_KEY", "DATABASE_URL", "REDIS_URL",
-                             "CELERY_BROKER_URL"})
+                             "CELERY_BROKER_URL", "APP_PASSWORD", "API_TOKEN"})
 
 
 def _from_json(data, dotted):
@@ -130,6 +135,42 @@ def load_settings(environ=None, config_file=None, root=None):
     instance = Path(settings["INSTANCE_PATH"] or root / "instance").resolve()
     settings["INSTANCE_PATH"] = str(instance)
     return settings
+
+
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def is_loopback(host):
+    """True for 127.0.0.0/8, ::1 and localhost: addresses only this machine reaches."""
+    import ipaddress
+
+    host = (host or "").strip().strip("[]")
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def bind_problem(binds, settings):
+    """Why gunicorn must not listen on `binds` with these settings, or None.
+
+    Without APP_PASSWORD nothing asks who is there, so only this machine may connect.
+    """
+    if settings.get("APP_PASSWORD"):
+        return None
+    for bind in [binds] if isinstance(binds, str) else binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        host = bind.rsplit(":", 1)[0] if bind.count(":") == 1 or bind.startswith("[") else bind
+        if not is_loopback(host):
+            return (f"Refusing to listen on {bind}: APP_PASSWORD is not set, so anyone who reaches that address "
+                    "would see and change everything in Sillon. Set APP_PASSWORD (environment or config.json "
+                    "secrets.access.password), or bind to 127.0.0.1 (BIND=127.0.0.1:8000).")
+    return None
 
 
 def secret_key(instance_path):

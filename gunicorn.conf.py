@@ -1,5 +1,10 @@
 """gunicorn settings: gevent workers, so one worker holds many open event streams."""
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import config as sillon_config  # noqa: E402 - "config" is a gunicorn setting name
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -23,3 +28,11 @@ def post_worker_init(worker):
     from modules.jobs.live_tracker import start_supervisor
 
     start_supervisor(worker.wsgi)
+
+
+def on_starting(server):
+    """Without APP_PASSWORD, refuse to listen anywhere but this machine (a clear message, exit 1)."""
+    problem = sillon_config.bind_problem(server.cfg.bind, sillon_config.load_settings())
+    if problem:
+        server.log.error(problem)
+        sys.exit(1)

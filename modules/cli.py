@@ -50,5 +50,28 @@ def import_command(limit, no_skip_existing):
         sys.exit(1)
 
 
+token_cli = AppGroup("token", help="The API token scripts send as `Authorization: Bearer <token>`.")
+
+
+@token_cli.command("create")
+def token_create():
+    """Make a new API token, replacing the previous one, and print it: it is shown this once."""
+    from . import api_token
+
+    token = api_token.create()
+    click.echo("New API token (shown once; only its hash is kept, and the previous token no longer works):")
+    click.echo(token)
+
+
+@token_cli.command("revoke")
+def token_revoke():
+    """Forget the stored API token (an API_TOKEN setting stays valid until you remove it)."""
+    from . import api_token
+
+    api_token.revoke()
+    click.echo("The stored API token is revoked.")
+
+
 def init_app(app):
     app.cli.add_command(lastfm_cli)
+    app.cli.add_command(token_cli)

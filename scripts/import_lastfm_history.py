@@ -4,21 +4,29 @@
     scripts/import_lastfm_history.py [limit] [--no-skip-existing] [--url http://localhost:8000]
 
 Prints a progress bar from the job's event stream, then the summary; exits 1 if the job fails.
+With APP_PASSWORD set on the server, export SILLON_API_TOKEN (from `flask token create`).
 Needs only `requests`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import requests
 
 
+def auth_headers():
+    """`Authorization: Bearer` from SILLON_API_TOKEN, when set (needed once the server has a password)."""
+    token = os.environ.get("SILLON_API_TOKEN", "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def events(url, timeout=60):
     """Yield (event, data) from a Server-Sent Events URL until the server closes it."""
-    with requests.get(url, stream=True, timeout=(10, timeout), headers={"Accept": "text/event-stream"}) as resp:
+    with requests.get(url, stream=True, timeout=(10, timeout), headers={"Accept": "text/event-stream", **auth_headers()}) as resp:
         resp.raise_for_status()
         event, data = None, []
         for line in resp.iter_lines(decode_unicode=True):
@@ -56,11 +64,15 @@ def main(argv=None):
         params["limit"] = args.limit
     started = time.monotonic()
     try:
-        resp = requests.post(f"{base}/api/v1/services/lastfm/import-history", params=params, timeout=60)
+        resp = requests.post(f"{base}/api/v1/services/lastfm/import-history", params=params, timeout=60,
+                             headers=auth_headers())
     except requests.RequestException as exc:
         print(f"Cannot reach Sillon at {base}: {exc}", file=sys.stderr)
         return 2
     body = resp.json() if resp.headers.get("Content-Type", "").startswith("application/json") else {}
+    if resp.status_code == 401:
+        print(f"Sillon asks for a sign-in: {body.get('error')} Set SILLON_API_TOKEN.", file=sys.stderr)
+        return 1
     if resp.status_code == 409:
         print(f"An import is already running; following it ({body.get('job_id')}).")
     elif resp.status_code != 202:
@@ -78,7 +90,7 @@ def main(argv=None):
             break
         except requests.RequestException:
             time.sleep(1)  # the stream dropped: reconnect and carry on
-    snap = requests.get(base + body["status_url"], timeout=30).json()
+    snap = requests.get(base + body["status_url"], timeout=30, headers=auth_headers()).json()
     print()
     result = snap.get("result") or {}
     counters = snap.get("counters", {})

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from flask.testing import FlaskClient
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -264,6 +265,44 @@ def database_url(tmp_path, migrated_template):
     return f"sqlite:///{path}"
 
 
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def csrf_token(client):
+    """A valid CSRF token for `client`'s session (made by Flask-WTF itself, stored in the client's cookie)."""
+    from flask import session
+    from flask_wtf.csrf import generate_csrf
+
+    application = client.application
+    field = application.config["WTF_CSRF_FIELD_NAME"]
+    with client.session_transaction() as sess:
+        raw = sess.get(field)
+    with application.test_request_context():
+        if raw:
+            session[field] = raw
+        token = generate_csrf()
+        raw = session[field]
+    with client.session_transaction() as sess:
+        sess[field] = raw
+    return token
+
+
+class CsrfClient(FlaskClient):
+    """The test client, sending the X-CSRFToken header a page's scripts send on every request that
+    changes something. CSRF stays on in tests: `csrf=False` sends a request without it."""
+
+    def open(self, *args, csrf=True, **kwargs):
+        method = str(kwargs.get("method", "GET")).upper()
+        if csrf and method in UNSAFE_METHODS and (not args or isinstance(args[0], str)):
+            from werkzeug.datastructures import Headers
+
+            headers = Headers(kwargs.get("headers") or {})
+            if "X-CSRFToken" not in headers:
+                headers["X-CSRFToken"] = csrf_token(self)
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
 def make_app(instance, migrated_template, **overrides):
     instance.mkdir(parents=True, exist_ok=True)
     if not (instance / "sillon.db").exists():
@@ -271,6 +310,7 @@ def make_app(instance, migrated_template, **overrides):
     environ = {**base_environ(instance), **database_environ(instance),
                **{k: str(v) for k, v in overrides.pop("environ", {}).items()}}
     application = create_app({"ENVIRON": environ, **overrides})
+    application.test_client_class = CsrfClient
     if POSTGRES is not None:
         _apps.append(application)
     return application

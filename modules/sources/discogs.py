@@ -6,8 +6,11 @@ never fetches a release on its own.
 """
 from __future__ import annotations
 
+import json
+
 import discogs_client
 from discogs_client.exceptions import DiscogsAPIError, HTTPError
+from discogs_client.fetchers import UserTokenRequestsFetcher
 
 from .errors import Retryable, SourceError
 
@@ -24,6 +27,20 @@ def missing_settings(settings):
     return [name for name in ("DISCOGS_TOKEN",) if not settings.get(name)]
 
 
+class HeaderTokenFetcher(UserTokenRequestsFetcher):
+    """The library's user-token fetcher, sending the token in the Authorization header (which Discogs
+    accepts) instead of the `token` query parameter: URLs end up in debug logs and error messages."""
+
+    def fetch(self, client, method, url, data=None, headers=None, json_format=True):
+        data = json.dumps(data) if json_format and data else data
+        headers = {**(headers or {}), "Authorization": f"Discogs token={self.user_token}"}
+        resp = self.request(method, url, data=data, headers=headers)
+        self.rate_limit = resp.headers.get("X-Discogs-Ratelimit")
+        self.rate_limit_used = resp.headers.get("X-Discogs-Ratelimit-Used")
+        self.rate_limit_remaining = resp.headers.get("X-Discogs-Ratelimit-Remaining")
+        return resp.content, resp.status_code
+
+
 def make_client(settings, version):
     missing = missing_settings(settings)
     if missing:
@@ -32,6 +49,7 @@ def make_client(settings, version):
             "https://www.discogs.com/settings/developers and set it in the environment or in config.json "
             "(secrets.discogs.token).")
     client = discogs_client.Client(USER_AGENT.format(version=version), user_token=settings["DISCOGS_TOKEN"])
+    client._fetcher = HeaderTokenFetcher(settings["DISCOGS_TOKEN"])
     client._base_url = (settings.get("DISCOGS_API_URL") or DEFAULT_API_URL).rstrip("/")
     client.backoff_enabled = False  # we wait out 429s ourselves, visibly, with a bound
     client.set_timeout(connect=10, read=60)  # the library waits forever by default

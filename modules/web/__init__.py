@@ -1,13 +1,16 @@
 """Blueprints: pages (HTML), api (JSON under /api/v1), streams (SSE)."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import jsonify, render_template, request
 
 
 def init_app(app):
     from ..i18n import gettext as _
-    from . import analytics, api, health, js_strings, openapi, pages, playlists, services, streams
+    from . import access, analytics, api, health, js_strings, openapi, pages, playlists, services, streams
 
+    access.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(streams.bp)
@@ -20,6 +23,12 @@ def init_app(app):
     @app.context_processor
     def script_strings():
         return {"js_strings": js_strings.translated}
+
+    @app.template_filter("http_url")
+    def http_url(value):
+        """A URL from data (an image, a Spotify link) only if it is http(s): never javascript: or data:."""
+        text = str(value or "").strip()
+        return text if urlsplit(text).scheme.lower() in ("http", "https") and "//" in text[:8] else ""
 
     def wants_json():
         return request.path.startswith("/api/")

@@ -158,11 +158,12 @@ window.SillonProgress = (function () {
     function finish(s) {
       stopFollowing();
       var link = $("result-link");
-      if (s.redirect_url) { link.href = s.redirect_url; link.hidden = false; }
+      var target = window.SillonHttp.safeUrl(s.redirect_url);
+      if (target) { link.href = target; link.hidden = false; }
       if (opts.onFinish) opts.onFinish(s);
-      if (s.status === "completed" && s.redirect_url && sawRunning && opts.redirect !== false) {
+      if (s.status === "completed" && target && sawRunning && opts.redirect !== false) {
         // Give people a moment to see the final state, then go to the result.
-        setTimeout(function () { window.location.assign(s.redirect_url); }, 600);
+        setTimeout(function () { window.location.assign(target); }, 600);
       }
     }
 
@@ -172,7 +173,7 @@ window.SillonProgress = (function () {
     }
 
     function poll() {
-      fetch(urls.status, { headers: { Accept: "application/json" }, cache: "no-store" })
+      window.SillonHttp.send(urls.status, { headers: { Accept: "application/json" }, cache: "no-store" })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (s) { if (s) render(s); })
         .catch(function () { /* try again next second */ });
@@ -201,11 +202,7 @@ window.SillonProgress = (function () {
       };
     }
 
-    function post(url) {
-      return fetch(url, { method: "POST", headers: { Accept: "application/json",
-        "X-CSRFToken": (document.querySelector('meta[name="csrf-token"]') || {}).content || "" } })
-        .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); });
-    }
+    var post = window.SillonHttp.postJSON;
 
     $("cancel-button").addEventListener("click", function () {
       var btn = this;

@@ -4,11 +4,7 @@
   "use strict";
   var t = window.SillonProgress.t;  // translated words from the page (#i18n)
 
-  function postJSON(url) {
-    return fetch(url, { method: "POST", headers: { Accept: "application/json",
-        "X-CSRFToken": (document.querySelector('meta[name="csrf-token"]') || {}).content || "" } })
-      .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); });
-  }
+  var postJSON = window.SillonHttp.postJSON;
 
   // ---------------------------------------------------------------- job cards
   // A card with class "job-card" holds a start form (data-url), an error line (.job-error) and a box
@@ -22,10 +18,11 @@
     box.dataset.statusUrl = links.status_url;
     box.dataset.cancelUrl = "/api/v1/jobs/" + links.job_id + "/cancel";
     box.dataset.resumeUrl = "/api/v1/jobs/" + links.job_id + "/resume";
-    box.querySelector('[data-part="full-page"]').href = links.progress_url;
+    box.querySelector('[data-part="full-page"]').href = window.SillonHttp.safeUrl(links.progress_url) || "#";
     box.hidden = false;
     var start = snapshot ? Promise.resolve(snapshot)
-      : fetch(links.status_url, { headers: { Accept: "application/json" } }).then(function (r) { return r.json(); });
+      : window.SillonHttp.send(links.status_url, { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); });
     start.then(function (snap) { window.SillonProgress.mount(box, snap, { redirect: false }); });
   }
 
@@ -132,7 +129,7 @@
   }
 
   function refresh() {
-    fetch(card.dataset.statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
+    window.SillonHttp.send(card.dataset.statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (r) { return r.json(); }).then(renderTracker).catch(function () {});
   }
 
