@@ -260,3 +260,24 @@ def test_a_job_of_a_kind_that_ends_while_another_starts_does_not_answer_500(app)
     runner = app.extensions["sillon"]["runner"]
     for job_id in list(runner.threads):
         runner.join(job_id, 10)
+
+
+def test_the_access_answers_are_the_described_ones(tmp_path, migrated_template):
+    """401 (APP_PASSWORD set, no token; or a wrong token) and 403 (no APP_PASSWORD, not this machine),
+    as the description's Unauthorized and Forbidden say, with the Error shape."""
+    document = spec()
+    assert {"401", "403"} <= set(document["paths"]["/api/v1/jobs"]["get"]["responses"])
+    token = "fake-token-for-tests-" + "x" * 20
+    locked = make_app(tmp_path / "locked", migrated_template,
+                      environ={"APP_PASSWORD": "fake-password-for-tests", "API_TOKEN": token}).test_client()
+    refused = locked.get("/api/v1/jobs")
+    assert refused.status_code == 401 and refused.get_json()["error"]
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert locked.get("/api/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert locked.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert locked.post("/api/v1/playlists", json={"kind": "manual", "name": "n"}, csrf=False,
+                       headers={"Authorization": f"Bearer {token}"}).status_code == 201
+    open_app = make_app(tmp_path / "open", migrated_template).test_client()
+    far = open_app.get("/api/v1/jobs", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert far.status_code == 403 and far.get_json()["error"]
+    assert open_app.get("/api/v1/jobs").status_code == 200
