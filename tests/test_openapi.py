@@ -15,6 +15,8 @@ import schemathesis
 import sqlalchemy as sa
 import yaml
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
+from schemathesis.generation import GenerationMode
 
 from tests.conftest import make_app
 
@@ -51,6 +53,15 @@ def test_every_api_route_is_described(app):
     assert not stale, "described in openapi.yaml but not registered:\n" + "\n".join(f"  {m} {p}" for m, p in stale)
 
 
+def resolve(document, item):
+    """`item`, or what its local $ref ("#/components/...") points to."""
+    if "$ref" not in item:
+        return item
+    for part in item["$ref"].removeprefix("#/").split("/"):
+        document = document[part]
+    return document
+
+
 def test_the_description_is_openapi_3_and_every_operation_documents_its_answers():
     document = spec()
     assert re.fullmatch(r"3\.[01]\.\d+", document["openapi"])
@@ -63,8 +74,7 @@ def test_the_description_is_openapi_3_and_every_operation_documents_its_answers(
             ids.append(op["operationId"])
             assert op.get("responses"), f"{method} {path}: no responses"
             params = item.get("parameters", []) + op.get("parameters", [])
-            named = {p.get("name") for p in params if "name" in p} | {
-                p["$ref"].rsplit("/", 1)[1].replace("JobId", "job_id") for p in params if "$ref" in p}
+            named = {resolve(document, p)["name"] for p in params}
             assert declared <= named, f"{method} {path}: path parameters {declared - named} not described"
     assert len(ids) == len(set(ids)), "operationIds must be unique"
 
@@ -77,10 +87,17 @@ def test_the_description_is_served(client):
 
 # --------------------------------------------------------------------------- schemathesis
 
+KEPT_PLAYLIST = 1
+CONFORMANCE = [checks.status_code_conformance, checks.content_type_conformance, checks.response_schema_conformance]
+
+
 @pytest.fixture(scope="module")
 def fuzzed_app(tmp_path_factory, migrated_template):
     application = make_app(tmp_path_factory.mktemp("openapi") / "instance", migrated_template,
                            environ={"JOB_HEARTBEAT_SECONDS": "0.5"})
+    made = application.test_client().post("/api/v1/playlists", json={
+        "kind": "manual", "name": "Fuzzed", "items": [{"artist": "A", "title": "T", "duration": 200}]})
+    assert made.status_code == 201 and made.get_json()["id"] == KEPT_PLAYLIST
     yield application
     _end_jobs(application)
     with application.app_context():
@@ -105,7 +122,13 @@ def _end_jobs(application):
 
 @pytest.fixture(scope="module")
 def api_schema(fuzzed_app):
-    return schemathesis.openapi.from_wsgi("/api/v1/openapi.yaml", fuzzed_app)
+    """Requests come from this machine (werkzeug's test client says so; schemathesis' WSGI calls give
+    no address), where, with APP_PASSWORD unset (the default), the API is open."""
+    def from_this_machine(environ, start_response):
+        environ["REMOTE_ADDR"] = "127.0.0.1"
+        return fuzzed_app(environ, start_response)
+
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.yaml", from_this_machine)
 
 
 def operations():
@@ -113,25 +136,44 @@ def operations():
             for path, item in spec()["paths"].items() for method in item if method.upper() in METHODS]
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 @pytest.mark.parametrize("path, method", operations())
-def test_no_generated_request_gets_a_5xx(api_schema, path, method):
-    """schemathesis builds requests from the description (valid and not); none may answer 5xx."""
+def test_no_generated_request_gets_a_5xx(api_schema, path, method, mode):
+    """schemathesis builds requests from the description, valid ones (positive) and ones breaking it
+    (negative: wrong types, out of bounds, bodies that are no object); none may answer 5xx, and every
+    answer must be described (status code, content type, JSON shape)."""
     from hypothesis import given
+    from hypothesis.errors import Unsatisfiable
 
     operation = api_schema[path][method]
-    failures = []
+    failures, statuses = [], set()
+    # Reading and changing a playlist that exists reaches the checks of names and items, not only
+    # the 404 (random ids find none); DELETE keeps random ids so the playlist stays for the others.
+    fixed = {"playlist_id": KEPT_PLAYLIST} if path == "/api/v1/playlists/{playlist_id}" and method != "DELETE" else None
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed))
     @settings(max_examples=25, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
         response = case.call()
+        statuses.add(response.status_code)
         if response.status_code >= 500:
             failures.append(f"{case.method} {case.formatted_path} query={case.query} body={case.body!r:.200} -> "
                             f"{response.status_code}: {response.text[:300]}")
+        try:  # the answer is one the description gives: its status, content type and JSON shape
+            case.validate_response(response, checks=CONFORMANCE)
+        except (AssertionError, BaseExceptionGroup) as exc:  # schemathesis raises its failures as a group
+            failures.append(f"{case.method} {case.formatted_path} query={case.query} body={case.body!r:.200} -> "
+                            f"{response.status_code} not as described: {str(exc)[:500]}")
 
-    run()
+    try:
+        run()
+    except Unsatisfiable:  # nothing to break: no parameters, or only ones every value fits
+        assert mode is GenerationMode.NEGATIVE
+        pytest.skip("no invalid request can be made from this operation's description")
     assert not failures, "\n".join(failures[:5])
+    if fixed and mode is GenerationMode.POSITIVE:
+        assert statuses & {200}, statuses  # the kept playlist was reached
 
 
 BIG = "9" * 30
@@ -162,6 +204,36 @@ def test_values_that_used_to_answer_500_are_refused_clearly(client, method, url,
         assert r.get_json()["error"]
 
 
+@pytest.mark.parametrize("method, url, body", [
+    ("put", "/api/v1/albums/1/description", True),
+    ("post", "/api/v1/albums/1/description", [1]),
+    ("put", "/api/v1/albums/1/description", {"description": 5}),
+    ("post", "/api/v1/services/ai/language", ["French"]),
+    ("post", "/api/v1/services/ai/language", {"language": 5}),
+    ("post", "/api/v1/services/tracker/interval", [60]),
+])
+def test_json_bodies_of_the_wrong_shape_are_refused_clearly(client, method, url, body):
+    """Found by negative fuzzing: a JSON body that is no object, or a field of the wrong type, used to
+    answer 500."""
+    r = getattr(client, method)(url, json=body)
+    assert r.status_code == 400 and r.get_json()["error"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/playlists/2147483648", "/playlists/2147483648"])
+def test_playlist_ids_past_the_database_integers_are_404(client, url):
+    """PostgreSQL refused such ids in its query (500); no playlist can have one."""
+    assert client.get(url).status_code == 404
+    assert client.delete(url).status_code in (404, 405)
+
+
+def test_jobs_limit_below_one_is_refused(client):
+    """A negative LIMIT made PostgreSQL fail; SQLite took it as no limit."""
+    for value in ("0", "-5", "x", "²"):
+        r = client.get(f"/api/v1/jobs?limit={value}")
+        assert r.status_code == 400 and "limit" in r.get_json()["error"]
+    assert client.get("/api/v1/jobs?limit=9999").status_code == 200
+
+
 def test_a_json_body_with_a_nul_character_is_refused(client):
     r = client.put("/api/v1/albums/1/description", json={"description": "a\x00b"})
     assert r.status_code == 400 and "NUL" in r.get_json()["error"]
@@ -188,3 +260,24 @@ def test_a_job_of_a_kind_that_ends_while_another_starts_does_not_answer_500(app)
     runner = app.extensions["sillon"]["runner"]
     for job_id in list(runner.threads):
         runner.join(job_id, 10)
+
+
+def test_the_access_answers_are_the_described_ones(tmp_path, migrated_template):
+    """401 (APP_PASSWORD set, no token; or a wrong token) and 403 (no APP_PASSWORD, not this machine),
+    as the description's Unauthorized and Forbidden say, with the Error shape."""
+    document = spec()
+    assert {"401", "403"} <= set(document["paths"]["/api/v1/jobs"]["get"]["responses"])
+    token = "fake-token-for-tests-" + "x" * 20
+    locked = make_app(tmp_path / "locked", migrated_template,
+                      environ={"APP_PASSWORD": "fake-password-for-tests", "API_TOKEN": token}).test_client()
+    refused = locked.get("/api/v1/jobs")
+    assert refused.status_code == 401 and refused.get_json()["error"]
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert locked.get("/api/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert locked.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert locked.post("/api/v1/playlists", json={"kind": "manual", "name": "n"}, csrf=False,
+                       headers={"Authorization": f"Bearer {token}"}).status_code == 201
+    open_app = make_app(tmp_path / "open", migrated_template).test_client()
+    far = open_app.get("/api/v1/jobs", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert far.status_code == 403 and far.get_json()["error"]
+    assert open_app.get("/api/v1/jobs").status_code == 200

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime
 
@@ -32,6 +33,12 @@ def error(status, message, **extra):
     return response
 
 
+def json_field(name):
+    """A field of the request's JSON object body; None when there is no such body."""
+    body = request.get_json(silent=True)
+    return body.get(name) if isinstance(body, dict) else None
+
+
 def store():
     from flask import current_app
     return current_app.extensions["sillon"]["progress_store"]
@@ -39,7 +46,10 @@ def store():
 
 @bp.get("/jobs")
 def list_jobs():
-    limit = min(request.args.get("limit", 50, type=int) or 50, 500)
+    limit = request.args.get("limit", "50")
+    if not re.fullmatch(r"\s*[0-9]+\s*", limit) or int(limit) < 1:
+        return error(400, f"limit must be a whole number from 1 (at most 500 are given), not {limit[:40]!r}")
+    limit = min(int(limit), 500)
     query = sa.select(Job).order_by(Job.created_at.desc()).limit(limit)
     if request.args.get("kind"):
         query = query.where(Job.kind == request.args["kind"])
@@ -192,8 +202,15 @@ def collection_albums():
 @bp.route("/albums/<int(max=2147483647):album_id>/description", methods=["PUT", "POST"])
 def album_description(album_id):
     """The person's own description: kept, and never overwritten by enrichment."""
-    body = request.get_json(silent=True) or request.form
-    text = (body.get("description") or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    body = request.get_json(silent=True)
+    if body is None:
+        body = request.form
+    elif not isinstance(body, dict):
+        return error(400, "the body must be a JSON object such as {\"description\": \"...\"}")
+    text = body.get("description") or ""
+    if not isinstance(text, str):
+        return error(400, "description must be text")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     album = db.session.get(Album, album_id)
     if album is None:
         return error(404, f"no album {album_id}")

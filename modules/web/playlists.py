@@ -40,8 +40,11 @@ def _detail(playlist):
     return {**_summary(playlist, len(items)), "items": items}
 
 
+MAX_ID = 2**31 - 1  # the database's integers; a larger id would make PostgreSQL fail, not just find nothing
+
+
 def _found_or_404(playlist_id, for_update=False):
-    playlist = store.get(playlist_id, for_update=for_update)
+    playlist = store.get(playlist_id, for_update=for_update) if playlist_id <= MAX_ID else None
     if playlist is None:
         abort(404)
     return playlist
@@ -231,7 +234,7 @@ def export_csv(playlist_id):
 
 
 def _api_playlist(playlist_id, for_update=False):
-    playlist = store.get(playlist_id, for_update=for_update)
+    playlist = store.get(playlist_id, for_update=for_update) if playlist_id <= MAX_ID else None
     if playlist is None:
         abort(error(404, _("no playlist %(id)s", id=playlist_id)))
     return playlist

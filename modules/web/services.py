@@ -13,7 +13,7 @@ from ..jobs.live_tracker import start_tracker, stop_tracker, tracker_status
 from ..models import Job, utc_iso
 from ..sources import discogs, lastfm
 from . import connections
-from .api import error, job_links
+from .api import error, job_links, json_field
 from .listens_query import parse_time
 
 bp = Blueprint("services", __name__, url_prefix="/api/v1/services")
@@ -141,7 +141,7 @@ def tracker_stop():
 def tracker_interval():
     value = request.args.get("seconds", type=int)
     if value is None and request.is_json:
-        value = (request.get_json(silent=True) or {}).get("seconds")
+        value = json_field("seconds")
     if not isinstance(value, int) or isinstance(value, bool) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
         return error(400, f"seconds must be a whole number from {MIN_INTERVAL} to {MAX_INTERVAL} (a week)")
     preferences.put(INTERVAL_KEY, value)
@@ -198,7 +198,8 @@ def enrich_all():
 
 @bp.post("/ai/language")
 def ai_language():
-    value = (request.args.get("language") or (request.get_json(silent=True) or {}).get("language") or "").strip()
+    value = request.args.get("language") or json_field("language") or ""
+    value = value.strip() if isinstance(value, str) else ""
     if not value or len(value) > 32:
         return error(400, "language must be a language name like English or Français (32 characters at most)")
     preferences.put(LANGUAGE_KEY, value)
