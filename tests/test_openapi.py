@@ -169,8 +169,8 @@ def test_no_generated_request_gets_a_5xx(api_schema, path, method, mode):
     try:
         run()
     except Unsatisfiable:  # nothing to break: no parameters, or only ones every value fits
-        assert mode is GenerationMode.NEGATIVE
-        pytest.skip("no invalid request can be made from this operation's description")
+        assert mode is GenerationMode.NEGATIVE  # a valid request always exists
+        return  # every value the description allows is valid: nothing invalid to send
     assert not failures, "\n".join(failures[:5])
     if fixed and mode is GenerationMode.POSITIVE:
         assert statuses & {200}, statuses  # the kept playlist was reached
