@@ -468,3 +468,18 @@ def test_the_user_agent_names_the_app_and_its_version(new_app, dc):
     assert len(agents) == 1
     agent = agents.pop()
     assert agent.startswith(f"Sillon/{VERSION}")
+
+
+def test_a_record_without_an_album_is_listed_without_a_link(app, client):
+    """Records stored before they had an album (album_id NULL) still show on the collection page."""
+    from modules.db import db
+    from modules.models import CollectionItem
+
+    with app.app_context():
+        db.session.add(CollectionItem(instance_id=77, release_id=7, title="Loose Record", artist="Nobody",
+                                      album_id=None, source="discogs"))
+        db.session.commit()
+    resp = client.get("/collection")
+    assert resp.status_code == 200
+    page = resp.get_data(as_text=True)
+    assert "Loose Record" in page and '<div class="record-body">' in page
