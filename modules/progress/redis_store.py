@@ -30,12 +30,23 @@ return 1
 """
 
 
+MAX_CONNECTIONS = 8
+POOL_WAIT_SECONDS = 10
+
+
 class RedisStore:
     def __init__(self, url, client=None):
         import redis
 
         self.url = url
-        self.redis = client or redis.Redis.from_url(url, health_check_interval=30)
+        if client is None:
+            # A bounded pool: 2,000 streams connecting at once each read a snapshot, and an unbounded
+            # pool would open a connection per concurrent read. With this one a process never holds
+            # more than MAX_CONNECTIONS (the subscriber included); a read waits for a free one.
+            pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS,
+                                                         health_check_interval=30)
+            client = redis.Redis(connection_pool=pool)
+        self.redis = client
         self._publish = self.redis.register_script(_PUBLISH)
         self.fanout = Fanout()
         self._listener = None
