@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.browsing import inline_recorder, needs_chromium
+from tests.browsing import inline_recorder, needs_chromium, only_local
 from tests.emulators.discogs import DiscogsEmulator, generate_items
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -61,15 +61,7 @@ def open_page(browser, viewport):
     context = browser.new_context(viewport=viewport)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
-    outside = []
-
-    def route(r):
-        if re.match(r"^https?://127\.0\.0\.1[:/]", r.request.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-    context.route("**/*", route)
+    outside = only_local(context)
     page = context.new_page()
     page.console_lines, page.dialogs, page.states, page.outside = [], [], [], outside
     page.on("console", lambda msg: page.console_lines.append(f"{msg.type}: {msg.text}"))

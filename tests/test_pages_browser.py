@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.browsing import inline_recorder, needs_chromium
+from tests.browsing import inline_recorder, needs_chromium, only_local
 from tests.emulators.lastfm import LastfmEmulator, generate_listens
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -63,15 +63,7 @@ def open_page(browser, request, viewport):
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
     # Hermetic: album covers point at Last.fm's CDN; only the local server is reachable.
-    outside = []
-
-    def route(r):
-        if re.match(r"^https?://127\.0\.0\.1[:/]", r.request.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-    context.route("**/*", route)
+    outside = only_local(context)
     page = context.new_page()
     page.console_lines, page.dialogs, page.states, page.outside, page.requested = [], [], [], outside, []
     page.on("request", lambda req: page.requested.append(req.url))
