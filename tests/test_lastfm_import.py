@@ -464,11 +464,12 @@ def test_a_page_that_is_not_a_lastfm_answer_is_retried(new_app, fm, body):
     assert snap["counters"]["retries"] == 1
 
 
-def test_an_emulator_that_enforces_five_a_second_is_outwaited(new_app, fm):
-    """The app misconfigured at 100 requests a second against a server allowing 5: 29s, retries, all data."""
-    history = with_ties(800)
+def test_an_emulator_that_enforces_two_a_second_is_outwaited(new_app, fm):
+    """The app misconfigured at 100 requests a second against a server allowing 2: 29s, retries, all data.
+    (2, not Last.fm's 5: a busy machine may not manage 5 requests in a second, and then nothing is refused.)"""
+    history = with_ties(1600)
     fm.add_listens("rj", history)
-    fm.rate_limit_per_second = 5
+    fm.rate_limit_per_second = 2
     app = new_app()
     snap = run_import(app)
     assert snap["status"] == "completed", snap["message"]
