@@ -1,6 +1,6 @@
 """Where a bench's figures go: bench/results/<name>.json, committed, rendered by the docs.
 
-Every bench calls `write` once at the end of its run, which overwrites its file. A results file holds
+Every bench calls `write_results` once at the end of its run, which overwrites its file. A results file holds
 when, where and how the figures were measured, the tables a person reads (docs/performance.md shows
 them through mkdocs_hooks.py), and the raw figures the bench measured (`run_all.py` reads its target
 flags there).
@@ -39,7 +39,7 @@ def machine():
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def write(name, figures, tables, notes=()):
+def write_results(name, figures, tables, notes=()):
     """Write bench/results/<name>.json and return its path."""
     doc = {"bench": name, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": machine(), "command": command(), "tables": list(tables), "notes": list(notes),

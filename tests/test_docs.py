@@ -68,7 +68,7 @@ def test_performance_page_shows_a_results_file_for_every_bench():
 def test_a_bench_run_overwrites_its_results_file_and_the_page_shows_it(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_results, "RESULTS_DIR", tmp_path)
     for p95 in ("1.0 ms", "2.5 ms | spiky"):
-        bench_results.write("demo", {"p95_ms": p95, "target_met": True},
+        bench_results.write_results("demo", {"p95_ms": p95, "target_met": True},
                             [bench_results.table(["measure", "p95"], [["one stream", p95]], title="Latency")],
                             notes=["A note."])
     doc = json.loads((tmp_path / "demo.json").read_text())
