@@ -27,11 +27,8 @@ def table(columns, rows, title=None):
 def command():
     """The command line that ran this bench, as a person would type it from the project root."""
     script = Path(sys.argv[0]).resolve()
-    try:
-        script = script.relative_to(ROOT)
-    except ValueError:
-        pass
-    return shlex.join([".venv/bin/python", str(script), *sys.argv[1:]])
+    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    return shlex.join([".venv/bin/python", str(shown), *sys.argv[1:]])
 
 
 def machine():
