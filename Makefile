@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := app:create_app()
 
-.PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean translations
+.PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean translations docs
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -20,14 +20,15 @@ run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
 # gunicorn and two Celery workers (Procfile), for PROGRESS_STORE=redis JOB_RUNNER=celery and a
-# PostgreSQL DATABASE_URL: see "Running scaled out" in the README.
+# PostgreSQL DATABASE_URL: see docs/scale-out.md.
 run-scaled: migrate
 	$(BIN)/honcho start
 
-# The whole suite on SQLite, then again on PostgreSQL (SILLON_TEST_DATABASE=postgresql: a server on
-# 127.0.0.1:5432, user postgres, or TEST_DATABASE_URL=postgresql+psycopg://user@host:port). The
-# PostgreSQL pass fails, never skips, when the server cannot be reached.
-test: $(STAMP)
+# The docs (a strict build: a broken link or a missing results file fails), then the whole suite on
+# SQLite, then again on PostgreSQL (SILLON_TEST_DATABASE=postgresql: a server on 127.0.0.1:5432, user
+# postgres, or TEST_DATABASE_URL=postgresql+psycopg://user@host:port). The PostgreSQL pass fails,
+# never skips, when the server cannot be reached.
+test: docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	SILLON_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -37,6 +38,11 @@ test-sqlite: $(STAMP)
 test-postgres: $(STAMP)
 	SILLON_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The documentation site (MkDocs, Material theme) into site/; the settings and performance pages
+# get their tables from config.SETTINGS and bench/results/*.json (mkdocs_hooks.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
@@ -44,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
 
 # Re-extract the page texts, merge them into each catalogue (translations/<lang>/LC_MESSAGES/
 # messages.po), and compile the .mo files the app reads (committed; a test checks they are current).

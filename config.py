@@ -35,8 +35,8 @@ def _timezone(value):
     return name
 
 
-# name -> (config.json path or None, default, converter, description). The README's settings
-# table documents the same names; tests check the two agree.
+# name -> (config.json path or None, default, converter, description). docs/settings.md's table is
+# generated from this (mkdocs_hooks.py), so a setting added here is documented.
 SETTINGS = {
     "DATABASE_URL": (None, None, str, "SQLAlchemy URL; default: SQLite file `sillon.db` in the instance folder"),
     "SECRET_KEY": (None, None, str, "Flask session key; default: generated once, kept in `instance/secret_key`"),

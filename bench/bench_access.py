@@ -21,7 +21,6 @@ Run: .venv/bin/python bench/bench_access.py   (writes bench/results/access.json)
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -36,12 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import results as bench_results  # noqa: E402 - bench/results.py
+
 REQUESTS = 400
 ROUNDS = 9
 TARGET = 2.0
 PASSWORD = "bench password"
 TOKEN = "fake-bench-token-0123456789abcdef"
-RESULTS = ROOT / "bench" / "results" / "access.json"
 
 
 def environ(instance, **extra):
@@ -150,10 +150,28 @@ def main():
     print(f"worst gated ratio {results['worst_gated_ratio']:.2f}x (target at most {TARGET}x): "
           f"{'met' if results['target_met'] else 'MISSED'}")
     print(f"load average before / after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    bench_results.write_results("access", results, result_tables(results),
+                                notes=[f"One sign-in (werkzeug's scrypt password check) took {results['sign_in_ms']:.0f} ms."])
     return 0
+
+
+LABELS = {"open": "no password, a script (baseline)",
+          "open + CSRF": "no password, a browser (session cookie, CSRF checked on POST)",
+          "session": "signed in (session; CSRF on POST)", "API_TOKEN": "`API_TOKEN`",
+          "stored token": "stored token (`flask token create`: one query)"}
+
+
+def result_tables(results):
+    """The table docs/performance.md shows for this run: the fastest round as a ratio to the baseline."""
+    table = results["table"]
+
+    def shown(name, method):
+        row = table[f"{name} {method}"]
+        return f"{row['ratio']:.2f}x ({row['us_per_request'] / 1000:.2f} ms)" if name == "open" else f"{row['ratio']:.2f}x"
+
+    rows = [[label, shown(name, "GET"), shown(name, "POST"), "" if name.startswith("open") else f"at most {TARGET:g}x"]
+            for name, label in LABELS.items()]
+    return [bench_results.table(["request", "GET `/api/v1/jobs`", "POST `/api/v1/services/ai/language`", "target"], rows)]
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ buys; the index is put back afterwards.
     .venv/bin/python bench/bench_analytics.py --compare-index
     .venv/bin/python bench/bench_analytics.py --listens 200000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/sillon_bench
 
-Prints a table and writes bench/results/analytics.json (with the load average before and after);
+Prints a table and writes bench/results/analytics.json (analytics-postgresql.json on PostgreSQL; with the load
+average before and after);
 never fails on a timing.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -37,8 +37,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
+
+import results as bench_results  # noqa: E402 - bench/results.py
 
 ARTISTS, ALBUMS_PER_ARTIST, TRACKS_PER_ALBUM = 5_000, 5, 5
 OWNED_ALBUMS, OWNED_COPIES = 1_800, 2_000
@@ -226,10 +227,39 @@ def main():
             line += f" {row['ms_without_index']:>12,.1f} {row['ratio_without_index']:>10,.1f}x"
         print(line)
     print(f"load average before / after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path = RESULTS / "analytics.json"
-    out_path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {out_path.relative_to(ROOT)}")
+    name = "analytics" if results["database"] == "sqlite" else f"analytics-{results['database']}"
+    bench_results.write_results(name, results, *result_tables(results))
+
+
+LABELS = {"heatmap": "weekday × hour heat map", "albums played, not owned": "most played albums not owned",
+          "streaks": "streaks (all time)", "owned, never played": "records owned, never played",
+          "the whole page (12m), one request": "the whole page (`12m`, one request)"}
+
+
+def result_tables(results):
+    """The table docs/performance.md shows for this run: one row per panel, one column per period."""
+    def shown(ratio, ms):
+        return f"{ratio:,.1f}x ({ms / 1000:.1f} s)" if ms >= 1000 else f"{ratio:,.1f}x ({ms:.0f} ms)"
+
+    panels, baseline = {}, None
+    for row in results["panels"]:
+        if row["measure"] == BASELINE:
+            baseline = row
+            continue
+        period = "12m" if "(12m)" in row["measure"] else "all"
+        base = row["measure"].removesuffix(" (all)").removesuffix(" (12m)")
+        cells = panels.setdefault(LABELS.get(base, base), {})
+        cells[period] = shown(row["ratio"], row["ms"])
+        if "ratio_without_index" in row and (period == "all" or not row["measure"].endswith(" (12m)")):
+            cells["without"] = shown(row["ratio_without_index"], row["ms_without_index"])
+    columns = ["panel", "period `all`", "period `12m`"]
+    with_index = any("without" in cells for cells in panels.values())
+    if with_index:
+        columns.append("`all` without index 0005")
+    rows = [[name, cells.get("all", ""), cells.get("12m", "")] + ([cells.get("without", "")] if with_index else [])
+            for name, cells in panels.items()]
+    notes = [f"`SELECT count(*) FROM listens` took {baseline['ms']:.1f} ms (median) in this run."] if baseline else []
+    return [bench_results.table(columns, rows)], notes
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
-import json
 import logging
 import os
 import platform
@@ -50,6 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
+
+import results as bench_results  # noqa: E402 - bench/results.py
 
 ITEMS = 2_000
 REPEATS = 5
@@ -257,6 +258,20 @@ def table(results):
           f"none per item: {'met' if all(r[n]['calls_ok'] for r in results['rounds'].values() for n in ('new', 'nothing_new')) else 'MISSED'}")
 
 
+def result_tables(results):
+    """The table docs/performance.md shows for this run: one column per round."""
+    rounds = list(results["rounds"].values())
+    columns = ["run", "API calls"] + [f"wall, {r['latency_s'] * 1000:.0f} ms a call" if r["latency_s"]
+                                      else "wall, no added latency" for r in rounds]
+    first = rounds[0]
+    rows = [["bare fetch (baseline)", str(first["baseline"]["calls"])]
+            + [f"1.00x ({r['baseline']['wall_s'] * 1000:.0f} ms)" for r in rounds]]
+    for name, title in (("new", "sync, everything new"), ("nothing_new", "sync, nothing new")):
+        rows.append([title, f"{first[name]['calls']} ({first[name]['calls_ratio']:.2f}x)"]
+                    + [f"{r[name]['wall_ratio']:.2f}x" for r in rounds])
+    return [bench_results.table(columns, rows)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=ITEMS)
@@ -283,9 +298,7 @@ def main():
     table(results)
     print(f"\nload average before / after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f} "
           f"on {os.cpu_count()} CPUs; bench took {results['bench_seconds']:.0f} s")
-    out = RESULTS / "discogs.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    bench_results.write_results("discogs", results, result_tables(results))
     return 0
 
 

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import results as bench_results  # bench/results.py
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LISTENS = 100_000
@@ -357,6 +359,28 @@ def table(results):
             print("  ".join("-" * w for w in widths))
 
 
+def result_tables(results):
+    """The table docs/performance.md shows for this run."""
+    rows = []
+    t = results.get("throughput")
+    if t:
+        m = t["memory"]
+        rows += [[f"{t['listens']:,} listens, no added latency, vs a bare loop fetching the same {t['pages']} pages "
+                  "through pylast one after another and storing nothing",
+                  f"{t['ratio']:.2f}x ({t['import_s']:.1f} s vs {t['baseline_s']:.1f} s; CPU {t['cpu_ratio']:.2f}x)",
+                  f"at most {t['target']}x"],
+                 [f"peak memory at {t['listens']:,} vs {m['small_listens']:,} listens",
+                  f"{m['ratio']:.2f}x ({m['peak_rss_kb_big'] / 1024:.0f} MB vs {m['peak_rss_kb_small'] / 1024:.0f} MB)",
+                  f"at most {m['target']}x"]]
+    lat = results.get("latency")
+    if lat:
+        rows.append([f"{lat['listens']:,} listens with {lat['latency_s'] * 1000:.0f} ms added to every answer, "
+                     "vs the polite bound (pages / 5 a second)",
+                     f"{lat['ratio']:.3f}x ({lat['import_s']:.1f} s vs {lat['polite_bound_s']:.1f} s)",
+                     f"at most {lat['target']}x"])
+    return [bench_results.table(["measure", "figure", "target"], rows)]
+
+
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "--child":
         print(json.dumps(CHILDREN[sys.argv[2]](json.loads(sys.argv[3]))))
@@ -387,9 +411,7 @@ def main():
     table(results)
     print(f"\nload average before / after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f} "
           f"on {os.cpu_count()} CPUs")
-    out = RESULTS / "lastfm.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    bench_results.write_results("lastfm", results, result_tables(results))
     return 0
 
 

@@ -9,7 +9,7 @@ ranking of tracks has to read. Targets: each generator at most RATIO_TARGET x th
 Exports of a 1,000-entry playlist (M3U, XSPF, CSV) are timed against json.dumps of the same entries.
 
 Run: .venv/bin/python bench/bench_playlists.py [--listens N] [--database-url URL]
-     (writes bench/results/playlists.json)
+     (writes bench/results/playlists.json, or playlists-postgresql.json on PostgreSQL)
 """
 from __future__ import annotations
 
@@ -26,16 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import results as bench_results  # noqa: E402 - bench/results.py
 import sqlalchemy as sa  # noqa: E402
 
 from app import create_app  # noqa: E402
-from modules import playlist_formats, playlists  # noqa: E402
+from modules import playlist_formats, playlist_store, playlists  # noqa: E402
 from modules.db import db  # noqa: E402
 from modules.models import Album, Artist, CollectionItem, Listen, Track  # noqa: E402
 
 ROUNDS = 5
 RATIO_TARGET = 3.0
-RESULTS = ROOT / "bench" / "results" / "playlists.json"
 DAY = 86400
 SEARCHES = ["track 1", "artist 19", "zzz"]
 GENERATORS = [("this_month_top", {"count": 100}), ("this_month_top", {"count": 100, "period": "30days"}),
@@ -117,7 +117,7 @@ def main(argv=None):
                     gen_times[f"{kind} {params}"].append(seconds)
                     sizes[f"{kind} {params}"] = len(items)
                 db.session.rollback()
-            search_times = [timed(lambda: [playlists.search_tracks(q) for q in SEARCHES])[0] / len(SEARCHES)
+            search_times = [timed(lambda: [playlist_store.search_tracks(q) for q in SEARCHES])[0] / len(SEARCHES)
                             for _ in range(ROUNDS)]
             base = statistics.median(base_times)
             items = [{"artist": f"Artist {i} <&>", "title": f"Track {i} \"q\"", "album": f"Album {i}", "duration": 200 + i}
@@ -142,8 +142,6 @@ def main(argv=None):
                                          for name, s in exports.items()}}}
     results["targets"] = {"generators_ratio_ok": all(g["ratio_to_baseline"] <= RATIO_TARGET
                                                      for g in results["generators"].values())}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"\nbaseline: one grouped pass over {args.listens:,} listens ({engine}): {base * 1000:.1f} ms (median of {ROUNDS})")
     print(f"{'generator':<62} {'median ms':>10} {'x base':>7} {'items':>6}")
@@ -159,8 +157,34 @@ def main(argv=None):
         if name != "json_dumps_seconds":
             print(f"  {name:<5} {e['median_seconds'] * 1000:8.2f} ms  {e['ratio_to_json']:>6.1f}x json.dumps")
     print(f"load average: {results['load_average']}")
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    name = "playlists" if engine == "sqlite" else f"playlists-{engine}"
+    bench_results.write_results(name, results, result_tables(results))
     return 0
+
+
+LABELS = {"this_month_top {'count': 100}": "this month's top, 100 tracks",
+          "this_month_top {'count': 100, 'period': '30days'}": "top of the last 30 days, 100 tracks",
+          "forgotten_favourites {'count': 200, 'min_plays': 5}": "forgotten favourites, 200 tracks (at least 5 plays)",
+          "unplayed_records {'count': 500}": "records never played, 500"}
+
+
+def result_tables(results):
+    """The table docs/performance.md shows for this run (one database per run)."""
+    def ms(seconds):
+        return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
+
+    rows = [[f"baseline: grouped pass over {results['listens']:,} listens", ms(results["baseline_group_by_seconds"]), ""]]
+    for name, g in results["generators"].items():
+        rows.append([LABELS.get(name, name), f"{ms(g['median_seconds'])} ({g['ratio_to_baseline']:.2f}x)",
+                     f"at most {RATIO_TARGET:g}x"])
+    search = results["track_search"]
+    rows.append([f"add-a-track search (average of {len(SEARCHES)} queries)",
+                 f"{ms(search['median_seconds'])} ({search['ratio_to_baseline']:.2f}x)", ""])
+    exports = results["exports_1000_items"]
+    rows.append(["M3U / XSPF / CSV of 1,000 entries",
+                 " / ".join(f"{exports[f]['median_seconds'] * 1000:.1f}" for f in ("m3u", "xspf", "csv")) + " ms", ""])
+    database = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(results["database"], results["database"])
+    return [bench_results.table(["measure", database, "target"], rows)]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+import results as bench_results  # noqa: E402 - bench/results.py
+
 from tests.emulators.lastfm import LastfmEmulator, generate_listens  # noqa: E402
 
 MIGRATE = """
@@ -314,6 +316,21 @@ def summarise(samples):
 SOAK_COUNTS = ("uploads", "upload_rows", "streams", "stream_errors", "scrobbles_added", "upload_failures")
 
 
+def result_tables(result):
+    """The table and the run's counts docs/performance.md shows."""
+    rows = [[key, m["start"], m["end"], "-" if m["ratio"] is None else f"{m['ratio']:.2f}x", f"{m['slope_per_hour']:+g}"]
+            for key, m in result["measures"].items()]
+    last, tracker = result["load"], result["tracker"]
+    state = "still running" if tracker.get("running") else "not running"
+    error = f", last error: {tracker['last_error']}" if tracker.get("last_error") else " without an error"
+    note = (f"In {result['minutes']:g} minutes ({result['database']}, {result['store']} progress store, "
+            f"{result['workers']} worker(s)): {last.get('uploads')} uploads ({last.get('upload_rows') or 0:,} rows), "
+            f"{last.get('streams')} event streams opened and closed, {last.get('scrobbles_added')} new scrobbles stored "
+            f"by the live tracker, {last.get('upload_failures')} failed uploads, {last.get('stream_errors')} stream "
+            f"errors; the tracker {state} at the end{error}.")
+    return [bench_results.table(["measure", "start", "end", "end / start", "slope per hour"], rows)], [note]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -366,7 +383,7 @@ def main(argv=None):
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "loadavg": os.getloadavg()},
               "measures": summary}
-    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2))
+    bench_results.write_results("soak", result, *result_tables(result))
     print(f"\n{samples[-1].get('uploads')} uploads ({samples[-1].get('upload_rows'):,} rows), "
           f"{samples[-1].get('streams')} streams, {samples[-1].get('scrobbles_added')} scrobbles for the tracker")
     print("| measure | start | end | end/start | slope per hour |\n|---|---|---|---|---|")

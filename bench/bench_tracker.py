@@ -11,7 +11,6 @@ Run: .venv/bin/python bench/bench_tracker.py   (writes bench/results/tracker.jso
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -23,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import results as bench_results  # noqa: E402 - bench/results.py
+
 from modules.progress import MemoryStore, ProgressTracker  # noqa: E402
 
 THREADS = 4
@@ -33,7 +34,6 @@ SUSTAINED_SECONDS = 3.0
 MIN_INTERVAL = 0.1
 RATIO_TARGET = 3.0
 PUBLISH_RATE_TARGET = 10.0
-RESULTS = ROOT / "bench" / "results" / "tracker.json"
 
 
 def timed_threads(work, threads=THREADS):
@@ -152,6 +152,23 @@ def bench_publish_rate():
     return {"million_calls": hot_loop(calls=HOT_LOOP_CALLS), "sustained": hot_loop(seconds=SUSTAINED_SECONDS)}
 
 
+def result_tables(results):
+    """The table docs/performance.md shows for this run."""
+    ns, ratio = results["advance"]["ns_per_call"], results["advance"]["ratio_to_bare"]
+    million, sustained = results["publish"]["million_calls"], results["publish"]["sustained"]
+    rows = [[f"`advance()` from {THREADS} threads, vs a bare lock-protected counter",
+             f"{ratio['advance()']:.2f}x ({ns['advance()']:.0f} ns vs {ns['bare_lock_counter']:.0f} ns a call)",
+             f"at most {RATIO_TARGET:g}x"],
+            [f"`advance(1, imported=1)` from {THREADS} threads, vs the same", f"{ratio['advance(1, imported=1)']:.2f}x",
+             f"at most {RATIO_TARGET:g}x"],
+            [f"publishes a second under a hot loop ({sustained['calls'] / 1e6:.1f} M `advance()` in "
+             f"{SUSTAINED_SECONDS:g} s)", f"{sustained['publishes_per_second']:.1f}", f"about {PUBLISH_RATE_TARGET:g} at most"],
+            [f"{million['calls']:,} `advance()` calls: final state published",
+             f"{'yes' if million['final_state_published'] else 'NO'} ({million['loop_seconds']:.1f} s loop, "
+             f"{million['publishes_total']} publishes)", "always"]]
+    return [bench_results.table(["measure", "figure", "target"], rows)]
+
+
 def main():
     advance = bench_advance()
     publish = bench_publish_rate()
@@ -169,8 +186,6 @@ def main():
             "final_state_published": all(p["final_state_published"] for p in loops),
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"advance from {THREADS} threads x {CALLS_PER_THREAD:,} calls (median of {ROUNDS} rounds)")
     print(f"  {'variant':<26}{'ns/call':>10}{'x bare':>9}")
@@ -190,7 +205,7 @@ def main():
     for label, key, fmt in rows:
         print(f"  {label:<26}{fmt.format(million[key]):>12}{fmt.format(sustained[key]):>12}")
     print(f"  target: at most ~{PUBLISH_RATE_TARGET:g}/s -> {'ok' if results['targets']['publish_rate_ok'] else 'MISSED'}")
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    bench_results.write_results("tracker", results, result_tables(results))
     ok = all(v for k, v in results["targets"].items() if k.endswith("_ok") or k == "final_state_published")
     return 0 if ok else 1
 

@@ -27,10 +27,10 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import results as bench_results  # bench/results.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
@@ -144,9 +144,23 @@ def main(argv=None):
     report["group_rows_per_s"] = round(total / report["group_seconds"])
     report["ratio_group_to_threads"] = round(report["group_seconds"] / report["threads_seconds"], 3)
     report["load_after"] = os.getloadavg()[0]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "upload_group.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    bench_results.write_results("upload_group", report, result_tables(report))
+
+
+def result_tables(report):
+    """The table docs/performance.md shows for this run."""
+    by_process = {}
+    for part, owners in report["saved_by"].items():  # a file taken over mid-way lists both processes
+        by_process.setdefault(" and ".join(owners), []).append(str(part))
+    saved = "; ".join("files " + ", ".join(parts) for parts in by_process.values())
+    rows = [["thread pool, one process (baseline)",
+             f"{report['threads_seconds']:.1f} s ({report['threads_rows_per_s']:,} rows/s)"],
+            [f"Celery group, {report['workers']} workers ({saved}: one process each)",
+             f"{report['group_seconds']:.1f} s ({report['group_rows_per_s']:,} rows/s), "
+             f"{report['ratio_group_to_threads']:.2f}x"]]
+    return [bench_results.table(["measure", "figure"], rows,
+                                title=f"{report['files']} files of {report['rows_per_file']:,} rows")]
 
 
 if __name__ == "__main__":

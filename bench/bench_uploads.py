@@ -58,6 +58,8 @@ import threading
 import time
 from pathlib import Path
 
+import results as bench_results  # bench/results.py
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CACHE = Path(tempfile.gettempdir()) / "sillon-bench-uploads"
@@ -632,10 +634,29 @@ def main():
           f"on {os.cpu_count()} CPUs")
     if spy:
         print(f"py-spy stacks in {PYSPY_DIR}")
-    out_path = RESULTS / "uploads.json"
-    out_path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    bench_results.write_results("uploads", results, result_tables(results), notes=[results["note"]] if reduced else [])
     return 0
+
+
+def result_tables(results):
+    """The table docs/performance.md shows for this run."""
+    rows = []
+    base, parse, job = results.get("baseline"), results.get("parse"), results.get("import")
+    if base:
+        rows.append(["bare `json.load` of the same files (baseline)",
+                     f"{base['rows_per_s']:,.0f} rows/s ({base['wall_s']:.1f} s), peak {base['peak_rss_kb'] / 1024:.0f} MB", ""])
+    if parse:
+        ratio = f": {parse['ratio_to_baseline']:.2f}x the baseline" if base else ""
+        rows.append(["the streaming parsers alone",
+                     f"{parse['rows_per_s']:,.0f} rows/s{ratio}, peak {parse['peak_rss_kb'] / 1024:.0f} MB", ""])
+    if job:
+        ratio = f": {job['ratio_to_baseline']:.2f}x the baseline" if base else ""
+        rows += [["the whole upload job (detect, parse, skip rules, same-play check, save)",
+                  f"{job['rows_per_s']:,.0f} rows/s{ratio} ({job['wall_s']:.1f} s)", ""],
+                 ["peak memory of the import process", f"{job['peak_rss_kb'] / 1024:.0f} MB",
+                  f"at most {TARGET_PEAK_MB} MB"]]
+    title = f"{results['plays']:,} plays in {len(results['files'])} files, {results['total_mb']:,.0f} MB"
+    return [bench_results.table(["measure", "figure", "target"], rows, title=title)]
 
 
 if __name__ == "__main__":
