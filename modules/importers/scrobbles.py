@@ -83,10 +83,11 @@ def save_listens(scrobbles, *, store, client=None, record_import=False):
 
 def set_now_playing(scrobble, *, store, client=None):
     """Show `scrobble` as playing now (for its duration, else 10 minutes) in every process."""
+    now = time.time()
     track = {"artist": scrobble.artist, "title": scrobble.title, "album": scrobble.album,
-             "additional_info": scrobble.additional_info or {}, "client": client, "since": time.time()}
+             "additional_info": scrobble.additional_info or {}, "client": client, "since": now}
     seconds = scrobble.duration_ms / 1000 if scrobble.duration_ms else None
-    stamp = _in_transaction(lambda conn: listen_feed.set_now_playing(conn, track, seconds))
+    stamp = _in_transaction(lambda conn: listen_feed.set_now_playing(conn, track, seconds, now=now))
     listen_feed.announce(store, stamp, now_playing=True)
     return stamp
 
