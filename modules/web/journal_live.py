@@ -31,9 +31,9 @@ def feed_stream(store, topic, after, heartbeat, retry_ms=2000):
     """SSE text: the feed's current version at once if newer than `after`, then one event per change."""
     sub = store.subscribe(topic)  # before reading, so no change falls in between
     try:
-        yield f"retry: {retry_ms}\n\n"
-        last = after
         snapshot = store.get(topic)
+        yield f"retry: {retry_ms}\n\n"  # from here on the stream only waits
+        last = after
         if snapshot is not None and snapshot["version"] > last:
             last = snapshot["version"]
             yield _event(snapshot)
