@@ -151,7 +151,11 @@ def under_load(instance, seconds):
 
     from tests.conftest import Server
 
-    server = Server(instance, workers=2, env={"API_TOKEN": TOKEN})
+    class PatientServer(Server):
+        def wait_ready(self, timeout=180):  # two workers booting on a busy machine
+            return super().wait_ready(timeout)
+
+    server = PatientServer(instance, workers=2, env={"API_TOKEN": TOKEN})
     stop = threading.Event()
     uploads = {"started": 0, "rows": 0}
 
