@@ -89,6 +89,7 @@ SETTINGS = {
     "TRACKER_INTERVAL_SECONDS": ("tracker.interval_seconds", 120, int, "How often the live tracker asks for new listens"),
     "APP_PASSWORD": ("access.password", None, str, "Password of the login page; unset, Sillon answers on 127.0.0.1 only"),
     "API_TOKEN": ("access.api_token", None, str, "Bearer token scripts send (or create one with `flask token create`)"),
+    "SCROBBLE_USERNAME": ("scrobble.username", None, str, "User name of the ListenBrainz API (`/1/user/<name>/...`); default: LASTFM_USERNAME, else `sillon`"),
     "SESSION_COOKIE_SECURE": (None, False, _bool, "Send the session cookie over https only (automatic when the request is https)"),
 }
 

@@ -78,6 +78,19 @@ class Listen(db.Model):
     track_id = sa.Column(sa.Integer, sa.ForeignKey("tracks.id"), nullable=False)
     source = sa.Column(sa.String(32), nullable=False)
     job_id = sa.Column(sa.String(32))
+    # What a scrobbling client sent beside the names (ListenBrainz `additional_info`); NULL otherwise.
+    additional_info = sa.Column(sa.JSON(none_as_null=True))
+
+
+class ListenFeed(db.Model):
+    """One row: the version every writer of listens bumps, and the track playing now
+    (importers/listen_feed.py). `topic` names the feed in the progress store."""
+    __tablename__ = "listen_feed"
+    id = sa.Column(sa.Integer, primary_key=True)
+    topic = sa.Column(sa.String(64), nullable=False)
+    version = sa.Column(sa.Integer, nullable=False, default=0)
+    now_playing = sa.Column(sa.JSON(none_as_null=True))
+    now_playing_until = sa.Column(sa.Float)
 
 
 class CollectionItem(db.Model):

@@ -369,7 +369,7 @@ class Server:
             cwd=ROOT, env=environ, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_ready()
 
-    def wait_ready(self, timeout=30):
+    def wait_ready(self, timeout=90):  # two gevent workers can take 30 s to boot on a loaded 2-core machine
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

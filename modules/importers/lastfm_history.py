@@ -18,6 +18,7 @@ from ..db import db
 from ..models import Job, Listen
 from ..sources import lastfm
 from ..sources.errors import SourceError
+from . import listen_feed
 from .listens import IdCache, write_plays
 from .waiting import wait_message
 
@@ -242,6 +243,8 @@ def _save_page(ctx, state, scrobbles, page):
 
     outcome, new_state = ctx.write(work)
     state.update(new_state)
+    if outcome.imported:
+        listen_feed.announce(ctx.store, outcome.feed, imported=outcome.imported, source=SOURCE)
     ctx.tracker.advance(len(scrobbles), imported=outcome.imported, skipped=outcome.skipped, batches=1)
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from ..db import insert_ignoring_conflicts
 from ..models import Album, Artist, Listen, Track
 from ..names import name_key
+from . import listen_feed
 
 artists_t, albums_t, tracks_t, listens_t = (Artist.__table__, Album.__table__, Track.__table__,
                                            Listen.__table__)
@@ -34,6 +35,7 @@ class BatchResult:
     skipped: int = 0
     new_albums: int = 0
     cross_source: int = 0  # of `skipped`: the same play already stored from another source
+    feed: listen_feed.FeedStamp | None = None  # for listen_feed.announce once the transaction commits
 
 
 def same_play_window(duration_ms):
@@ -141,8 +143,13 @@ def _ensure_in_database(conn, table, key_cols, rows_by_key):
 
 def write_plays(conn, plays, source, job_id=None, cache=None):
     """Store a batch of plays (objects with played_at, artist, album, title, and optionally
-    duration_ms and image_url) in the caller's transaction. `cache`: the job's IdCache."""
+    duration_ms, image_url and additional_info) in the caller's transaction. `cache`: the job's
+    IdCache. After the commit, the caller passes `result.feed` to listen_feed.announce."""
     result = BatchResult()
+    if not plays:
+        return result
+    # First: the feed's row lock orders this batch after every other writer's (listen_feed).
+    result.feed = listen_feed.claim(conn)
     unique = {}
     for p in plays:
         key = (p.played_at, name_key(p.artist), name_key(p.title))
@@ -179,6 +186,7 @@ def write_plays(conn, plays, source, job_id=None, cache=None):
             "played_at": played_at, "artist_key": akey, "title_key": tkey, "artist_id": artist_id,
             "album_id": album_ids.get((artist_id, name_key(p.album))) if p.album else None,
             "track_id": track_ids[(artist_id, tkey)], "source": source, "job_id": job_id,
+            "additional_info": getattr(p, "additional_info", None),
         })
     inserted = 0
     for start in range(0, len(listen_rows), 500):

@@ -189,8 +189,8 @@ class GroupReport:
 class PartContext:
     """The slice of a JobContext that `uploads.save_rows` uses, for one part."""
 
-    def __init__(self, job_id, settings):
-        self.job_id, self.settings = job_id, settings
+    def __init__(self, job_id, settings, store=None):
+        self.job_id, self.settings, self.store = job_id, settings, store
 
 
 def run_part(app, job_id, index, file):
@@ -205,6 +205,7 @@ def run_part(app, job_id, index, file):
 def _run_part(job_id, index, file):
     from ..jobs.lifecycle import _owner
     from ..jobs.lifecycle import settings as app_settings
+    from ..jobs.lifecycle import store as progress_store
     from .listens import IdCache
 
     settings = app_settings()
@@ -230,7 +231,7 @@ def _run_part(job_id, index, file):
                               message="resumed" if part.get("rows_done") else "saving")
         errors = uploads.ErrorLog(part_errors_path(settings["INSTANCE_PATH"], job_id, index),
                                   resume=bool(part.get("rows_done")))
-        ctx = PartContext(job_id, settings)
+        ctx = PartContext(job_id, settings, progress_store())
         ids = IdCache()
         state = {"part": part}
 
@@ -244,6 +245,7 @@ def _run_part(job_id, index, file):
                 new["ran_by"] = sorted(set(new.get("ran_by", [])) | {_owner()})
                 _put_part(conn, job_id, current[0], index, new)
             state["part"] = new
+            uploads.announce_batch(ctx.store, f, counts)
             uploads.report_batch(report, batch, counts, skips)
 
         broken = uploads.save_rows(ctx, f, report, sub, part.get("rows_done", 0), errors, commit)

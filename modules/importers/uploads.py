@@ -22,6 +22,7 @@ from ..models import CollectionItem
 from ..names import name_key
 from ..sources.errors import SourceError, UnrecognizedFile
 from ..sources.exports import archives, formats
+from . import listen_feed
 from .listens import IdCache, ensure_albums, write_plays
 
 STEPS = (("read", "Read files", 1.0), ("save", "Save", 4.0), ("finish", "Finish", 0.2))
@@ -280,6 +281,7 @@ def write_batch(conn, job_id, f, batch, ids):
             by_source.setdefault(p.source or f["kind"], []).append(p)
         for source, group in by_source.items():
             outcome = write_plays(conn, group, source=source, job_id=job_id, cache=ids)
+            counts["feed"] = outcome.feed  # the last one is the newest: it is what journals follow
             counts["imported"] += outcome.imported
             counts["skipped"] += outcome.skipped
             counts["new_albums"] += outcome.new_albums
@@ -290,6 +292,12 @@ def file_state(before, counts, rows_done):
     """A file's checkpoint entry after one more batch."""
     return {**before, "rows_done": rows_done,
             **{k: before.get(k, 0) + counts[k] for k in ("imported", "skipped", "errors", "collection_added")}}
+
+
+def announce_batch(store, f, counts):
+    """After a batch's commit: tell open journals when it added listens."""
+    if counts["imported"]:
+        listen_feed.announce(store, counts.get("feed"), imported=counts["imported"], source=f["kind"])
 
 
 def report_batch(report, batch, counts, skips):
@@ -310,6 +318,7 @@ def _save_batch(ctx, state, i, f, batch, rows_done, write_lock):
     with write_lock:
         counts, skips, new_state = ctx.write(work)
         state.update(new_state)
+    announce_batch(ctx.store, f, counts)
     report_batch(ctx.tracker, batch, counts, skips)
     ctx.check()
 

@@ -27,7 +27,7 @@ def cooperative_yield():
 
 
 class JobContext:
-    def __init__(self, job_id, kind, params, tracker, checkpoint, settings):
+    def __init__(self, job_id, kind, params, tracker, checkpoint, settings, store=None):
         self.job_id = job_id
         self.kind = kind
         self.params = params or {}
@@ -35,6 +35,7 @@ class JobContext:
         self.checkpoint = checkpoint or {}
         self.settings = settings
         self.ids = None  # an importer's IdCache, when it keeps one
+        self.store = store  # the progress store, where importers announce new listens (listen_feed)
 
     def check(self):
         """Call between batches: raises JobCancelled when asked, and yields to other greenlets.

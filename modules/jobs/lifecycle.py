@@ -168,7 +168,8 @@ def _execute(job_id):
     now = time.time()
     job.status, job.started_at, job.heartbeat_at, job.owner = RUNNING, job.started_at or now, now, _owner()
     db.session.commit()
-    ctx = JobContext(job_id, job.kind, dict(job.params or {}), tracker, job.checkpoint, settings())
+    ctx = JobContext(job_id, job.kind, dict(job.params or {}), tracker, job.checkpoint, settings(),
+                     store=store())
     db.session.remove()  # the job code opens its own transactions; hold no connection meanwhile
     ensure_heartbeat(current_app._get_current_object())
     tracker.start("Starting")

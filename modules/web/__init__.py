@@ -8,7 +8,20 @@ from flask import jsonify, render_template, request
 
 def init_app(app):
     from ..i18n import gettext as _
-    from . import access, analytics, api, health, js_strings, openapi, pages, playlists, services, streams
+    from . import (
+        access,
+        analytics,
+        api,
+        health,
+        journal_live,
+        js_strings,
+        listenbrainz,
+        openapi,
+        pages,
+        playlists,
+        services,
+        streams,
+    )
 
     access.init_app(app)
     app.register_blueprint(pages.bp)
@@ -19,6 +32,8 @@ def init_app(app):
     app.register_blueprint(analytics.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(listenbrainz.bp)
+    app.register_blueprint(journal_live.bp)
 
     @app.context_processor
     def script_strings():
@@ -31,14 +46,14 @@ def init_app(app):
         return text if urlsplit(text).scheme.lower() in ("http", "https") and "//" in text[:8] else ""
 
     def wants_json():
-        return request.path.startswith("/api/")
+        return request.path.startswith(("/api/", "/1/"))
 
     @app.before_request
     def refuse_nul_characters():
         """No text the app stores or looks up may hold a NUL character (PostgreSQL refuses them in
         text; no name or date has one): refused here, once, with a clear 400."""
-        if not _has_nul(request):
-            return None
+        if request.blueprint == "listenbrainz" or not _has_nul(request):
+            return None  # the ListenBrainz API names the listen and field that hold one
         message = "The request contains a NUL character (\\x00), which no name, date or text may hold."
         if wants_json():
             return jsonify({"error": message}), 400

@@ -24,6 +24,8 @@ bp = Blueprint("access", __name__)
 csrf = CSRFProtect()
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_ENDPOINTS = frozenset({"static", "access.login"})
+# Blueprints that check the API token themselves and take no cookie (the ListenBrainz API, /1/...).
+TOKEN_ONLY_BLUEPRINTS = frozenset({"listenbrainz"})
 SESSION_KEY = "signed_in"
 
 
@@ -91,7 +93,7 @@ def _bearer():
 
 
 def _wants_json():
-    return request.path.startswith("/api/")
+    return request.path.startswith(("/api/", "/1/"))
 
 
 def _refuse(status, message):
@@ -110,6 +112,8 @@ def gate():
     if not gate_state.enabled and not _from_this_machine():
         return _refuse(403, _("Sillon has no APP_PASSWORD, so it only answers on this machine (127.0.0.1). "
                               "Set APP_PASSWORD to use it from elsewhere."))
+    if request.blueprint in TOKEN_ONLY_BLUEPRINTS:
+        return None
     token = _bearer()
     if token is not None:
         if not api_token.matches(token, gate_state.api_token):

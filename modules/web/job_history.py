@@ -22,6 +22,7 @@ KIND_LABELS = {
     "discogs_sync": _l("Discogs collection sync"),
     "enrich": _l("Album enrichment"),
     "progress_check": _l("Live progress check"),
+    "listenbrainz_import": _l("Listens received (ListenBrainz API)"),
 }
 STATUS_LABELS = {
     "queued": _l("queued"), "running": _l("running"), "completed": _l("completed"), "error": _l("error"),

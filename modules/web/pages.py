@@ -12,6 +12,7 @@ from flask_babel import format_date
 from .. import i18n, preferences
 from ..db import db
 from ..i18n import gettext as _
+from ..importers import listen_feed
 from ..importers.enrichment import description_language
 from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
@@ -66,6 +67,22 @@ def language(code):
 def journal():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     filters = {k: (request.args.get(k) or "").strip() for k in ("from", "to", "artist")}
+    return render_template("journal.html", **journal_context(page, filters))
+
+
+def journal_context(page, filters):
+    """What the journal's listing shows. The first page without filters follows new listens live
+    (journal_live.py): it carries the feed's version read *before* the listing, so any later
+    change has a newer version, and the track playing now."""
+    live = page == 1 and not any(filters.values())
+    feed = now_playing = None
+    if live:
+        conn = db.session.connection()
+        feed = listen_feed.current(conn)
+        now_playing = listen_feed.now_playing(conn)
+        db.session.commit()  # the feed's row may have just been made
+        if now_playing:
+            now_playing["remaining"] = max(0, round(now_playing["until"] - time.time()))
     try:
         start = listens_query.parse_time(filters["from"])
         end = listens_query.parse_time(filters["to"], end=True)
@@ -84,9 +101,9 @@ def journal():
         days[-1]["listens"].append({**item, "time": moment.strftime("%H:%M")})
     pages = max(1, math.ceil(total / JOURNAL_PAGE_SIZE))
     filtered = any(filters.values())
-    return render_template("journal.html", days=days, total=total, page=page, pages=pages, filters=filters,
-                           filtered=filtered, error=error,
-                           page_args={k: v for k, v in filters.items() if v})
+    return {"days": days, "total": total, "page": page, "pages": pages, "filters": filters, "filtered": filtered,
+            "error": error, "page_args": {k: v for k, v in filters.items() if v}, "live": live, "feed": feed,
+            "now_playing": now_playing}
 
 
 @bp.get("/timeline")
