@@ -7,8 +7,8 @@ from flask import jsonify, render_template, request
 
 
 def init_app(app):
-    from ..i18n import gettext as _
     from . import access, analytics, api, health, js_strings, openapi, pages, playlists, services, streams
+    from .i18n import gettext as _
 
     access.init_app(app)
     app.register_blueprint(pages.bp)

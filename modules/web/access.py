@@ -17,8 +17,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import api_token
-from ..i18n import gettext as _
 from . import login_limit
+from .i18n import gettext as _
 
 bp = Blueprint("access", __name__)
 csrf = CSRFProtect()
