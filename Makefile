@@ -46,8 +46,10 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# ruff, then the layers of modules/ (.importlinter; tests/test_layers.py runs the same in the suite).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache site

@@ -8,11 +8,12 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import config as config_module
-from modules import VERSION, i18n
-from modules import cli as cli_module
+from modules import VERSION
 from modules import db as db_module
 from modules.jobs import make_runner, reap_stale_jobs
 from modules.progress import make_store
+from modules.web import cli as cli_module
+from modules.web import i18n
 from modules.web import init_app as init_web
 
 ROOT = Path(__file__).resolve().parent

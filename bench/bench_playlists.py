@@ -30,9 +30,10 @@ import results as bench_results  # noqa: E402 - bench/results.py
 import sqlalchemy as sa  # noqa: E402
 
 from app import create_app  # noqa: E402
-from modules import playlist_formats, playlist_store, playlists  # noqa: E402
+from modules import playlists  # noqa: E402
 from modules.db import db  # noqa: E402
 from modules.models import Album, Artist, CollectionItem, Listen, Track  # noqa: E402
+from modules.playlists import formats as playlist_formats  # noqa: E402
 
 ROUNDS = 5
 RATIO_TARGET = 3.0
@@ -117,7 +118,7 @@ def main(argv=None):
                     gen_times[f"{kind} {params}"].append(seconds)
                     sizes[f"{kind} {params}"] = len(items)
                 db.session.rollback()
-            search_times = [timed(lambda: [playlist_store.search_tracks(q) for q in SEARCHES])[0] / len(SEARCHES)
+            search_times = [timed(lambda: [playlists.store.search_tracks(q) for q in SEARCHES])[0] / len(SEARCHES)
                             for _ in range(ROUNDS)]
             base = statistics.median(base_times)
             items = [{"artist": f"Artist {i} <&>", "title": f"Track {i} \"q\"", "album": f"Album {i}", "duration": 200 + i}

@@ -18,7 +18,7 @@ the worker pids by their ports), with INFO clients and PUBSUB NUMSUB sillon:prog
     .venv/bin/python bench/bench_scale.py --stores redis --streams 500
 """
 # bench_sse first: its gevent monkey.patch_all() runs before anything else imports socket
-from bench_sse import (HEADER, MIGRATE, ROOT, CpuMeter, Server, Streams, _row, publish_gaps,  # noqa: I001
+from bench_sse import (HEADER, MIGRATE, ROOT, CpuMeter, Server, Streams, publish_gaps, result_row,  # noqa: I001
                        ratio, summary, table)
 
 import argparse  # noqa: E402
@@ -329,7 +329,7 @@ def main(argv=None):
     rows = []
     for store in stores:
         r = results[store]
-        rows += [_row(f"{store} all", r),
+        rows += [result_row(f"{store} all", r),
                  [f"{store} job's worker", r["same_worker_as_job"]["streams"], r["same_worker_as_job"]["count"],
                   r["same_worker_as_job"]["p50_ms"], r["same_worker_as_job"]["p90_ms"],
                   r["same_worker_as_job"]["p99_ms"], r["same_worker_as_job"]["max_ms"]] + [None] * 8,

@@ -440,7 +440,7 @@ def table(title, header, rows):
         print("  ".join(f"{v!s:>{w}}" for v, w in zip(row, widths, strict=True)))
 
 
-def _row(name, r):
+def result_row(name, r):
     pub = r.get("publishing", {})
     return [name, r["streams"], r["count"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
             r.get("first_max_ms"), r.get("fanout_p50_ms"), r.get("fanout_max_ms"), pub.get("per_second"),
@@ -458,7 +458,7 @@ def report(results):
     if "latency" in results:
         r = results["latency"]
         table("Publish-to-receive latency, one gevent worker", HEADER,
-              [_row("1 stream", r["baseline"]), _row(f"{r['loaded']['streams']} streams", r["loaded"])])
+              [result_row("1 stream", r["baseline"]), result_row(f"{r['loaded']['streams']} streams", r["loaded"])])
         print(f"p50 ratio {r['p50_ratio']}x, p99 ratio {r['p99_ratio']}x; target p50 <= {TARGETS['p50_ms_at_500']} ms "
               f"and p99 <= {TARGETS['p99_ms_at_500']} ms at 500 streams: {verdict(r['target_met'])}")
     if "memory" in results:
@@ -470,8 +470,8 @@ def report(results):
         r = results["import"]
         table(f"Latency with a CSV import in the same worker ({r['rows']:,} rows, {r['csv_mb']} MB, "
               f"batch size {r['batch_size']})", HEADER,
-              [_row("no import", r["baseline"]), _row("during import", r["during_import"]),
-               _row("import's own", r["import_job_streams"])])
+              [result_row("no import", r["baseline"]), result_row("during import", r["during_import"]),
+               result_row("import's own", r["import_job_streams"])])
         print(f"p50 ratio {r['p50_ratio']}x, p99 ratio {r['p99_ratio']}x; target p99 <= "
               f"{TARGETS['p99_ms_during_import']} ms: {verdict(r['target_met'])}")
         print(f"import: {r['import_status']}, {r['rows_done']:,} rows in {r['import_seconds']} s = "

@@ -307,7 +307,8 @@ def test_a_form_post_without_its_token_changes_nothing(open_app):
 
 
 def test_flask_token_create_makes_a_token_shown_once_and_kept_hashed(locked):
-    from modules import api_token, preferences
+    from modules import preferences
+    from modules.web.access import api_token
 
     runner = locked.test_cli_runner()
     out = runner.invoke(args=["token", "create"])
@@ -370,7 +371,7 @@ def test_five_wrong_passwords_then_429_with_retry_after(locked):
 
 
 def test_the_limit_is_shared_by_every_process_and_ends_after_the_window(tmp_path, migrated_template):
-    from modules.web import login_limit
+    from modules.web.access import login_limit
 
     first = make_app(tmp_path / "shared", migrated_template, environ={"APP_PASSWORD": PASSWORD})
     second = make_app(tmp_path / "shared", migrated_template, environ={"APP_PASSWORD": PASSWORD})

@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from modules.sources.errors import UnrecognizedFile
-from modules.sources.exports import discogs_csv, formats, lastfm_csv, listenbrainz, spotify
+from modules.sources.exports import discogs_csv, formats, lastfm_csv, listenbrainz, reading, spotify
 from modules.sources.exports.formats import FileError, FormatInfo, Play, RowError, Skip
 from tests.conftest import FIXTURES
 
@@ -422,7 +422,7 @@ def test_open_reader_refuses_unknown_options_and_kinds():
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 4096])
 def test_json_array_items_are_cut_right_across_chunk_boundaries(tmp_path, monkeypatch, chunk):
-    monkeypatch.setattr(formats, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(reading, "CHUNK_CHARS", chunk)  # the readers read it there
     values = [{"a": [1, 2, {"b": "]},["}], "c": "é\u2028\\\""}, 12345678901234567890, -1.5e-3, "x", None, True,
               [], {}, 0, 7, [[[]]], "\U0001f3b5", "\\ud83c\\udfb5 escaped"]
     path = tmp_path / "values.json"

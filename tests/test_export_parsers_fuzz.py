@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from modules.sources.errors import UnrecognizedFile
-from modules.sources.exports import formats, lastfm_csv
+from modules.sources.exports import formats, lastfm_csv, reading
 from modules.sources.exports.formats import FileError, FormatInfo, Play, RowError, Skip
 from tests.conftest import FIXTURES
 
@@ -170,13 +170,13 @@ def test_json_array_splitter_agrees_with_json_load(workdir, values, spacing, chu
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        saved, formats.CHUNK_CHARS = formats.CHUNK_CHARS, chunk
+        saved, reading.CHUNK_CHARS = reading.CHUNK_CHARS, chunk
         try:
             reader = formats.ArrayItemsReader(path)
             reader.row = lambda value: value
             got = [value for _, value in reader]
         finally:
-            formats.CHUNK_CHARS = saved
+            reading.CHUNK_CHARS = saved
         assert got == json.loads(text)
     finally:
         path.unlink()

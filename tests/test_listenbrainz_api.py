@@ -112,7 +112,7 @@ def test_user_name_follows_the_lastfm_user(tmp_path, migrated_template):
 def test_a_stored_token_works_and_a_session_does_not(tmp_path, migrated_template):
     app = make_app(tmp_path / "i", migrated_template, environ={"APP_PASSWORD": "pw"})
     with app.app_context():
-        from modules import api_token
+        from modules.web.access import api_token
         stored = api_token.create()
     client = app.test_client()
     assert client.post("/login", data={"password": "pw"}).status_code == 303

@@ -16,10 +16,11 @@ from urllib.parse import unquote
 
 import pytest
 
-from modules import playlist_formats, playlists
+from modules import playlists
 from modules.db import db
 from modules.models import Album, Artist, CollectionItem, Listen, Playlist, PlaylistItem, Track
 from modules.names import name_key
+from modules.playlists import formats as playlist_formats
 
 DAY = 86400
 NOW = int(datetime(2026, 3, 15, 12, 0, tzinfo=UTC).timestamp())

@@ -219,7 +219,7 @@ def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
             if limit:
                 room = int(limit) - (state["imported"] + state["skipped"])
                 scrobbles = scrobbles[:max(room, 0)]
-            _save_page(ctx, state, scrobbles, page)
+            save_page(ctx, state, scrobbles, page)
             tracker.set_message(f"batch {state['batches']}/{total_batches}")
             ctx.check()
             if limit and state["imported"] + state["skipped"] >= int(limit):
@@ -231,7 +231,9 @@ def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _save_page(ctx, state, scrobbles, page):
+def save_page(ctx, state, scrobbles, page):
+    """Write one page of scrobbles and the checkpoint after it in one transaction, and count it on the
+    tracker (the history import and the live tracker both save pages this way)."""
     def work(conn):  # one transaction, tried again whole if the database is locked
         outcome = write_plays(conn, scrobbles, source=SOURCE, job_id=ctx.job_id, cache=ctx.ids)
         new_state = {**state, "imported": state["imported"] + outcome.imported,

@@ -12,7 +12,7 @@ import time
 from .. import preferences
 from ..db import db
 from ..sources import lastfm
-from .lastfm_history import LastfmUnavailable, PageFetcher, _save_page, newest_listen_bound
+from .lastfm_history import LastfmUnavailable, PageFetcher, newest_listen_bound, save_page
 
 STEPS = (("connect", "Connect to Last.fm", 0.1), ("follow", "Follow new listens", 1.0))
 MIN_INTERVAL = 10
@@ -81,7 +81,7 @@ def _poll(ctx, network, state):
     before = state["imported"]
     pages.sort(key=lambda page: -page.page)
     for page in pages:  # oldest first, like the history import
-        _save_page(ctx, state, sorted(page.scrobbles, key=lambda p: p.played_at), page.page)
+        save_page(ctx, state, sorted(page.scrobbles, key=lambda p: p.played_at), page.page)
     newest = max((p for page in pages for p in page.scrobbles), key=lambda p: p.played_at, default=None)
     if newest is not None:
         state["last_track"] = {**_describe(newest), "played_at": newest.played_at}

@@ -7,7 +7,6 @@ from flask import jsonify, render_template, request
 
 
 def init_app(app):
-    from ..i18n import gettext as _
     from . import (
         access,
         analytics,
@@ -22,6 +21,7 @@ def init_app(app):
         services,
         streams,
     )
+    from .i18n import gettext as _
 
     access.init_app(app)
     app.register_blueprint(pages.bp)

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 
 from ..db import db
-from ..i18n import gettext, lazy_gettext
 from ..models import Album, Artist, CollectionItem, Listen, Track, utc_iso
+from .i18n import gettext, lazy_gettext
 
 bp = Blueprint("analytics", __name__)
 

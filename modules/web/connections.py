@@ -13,11 +13,11 @@ from flask import current_app
 
 from .. import preferences
 from ..db import db
-from ..i18n import gettext as _
-from ..i18n import lazy_gettext as _l
 from ..models import Job, utc_iso
 from ..sources import ai, discogs, lastfm, spotify
 from ..sources.errors import Retryable, SourceError
+from .i18n import gettext as _
+from .i18n import lazy_gettext as _l
 
 TIMEOUT_SECONDS = 10
 SECRET_NAMES = ("LASTFM_API_KEY", "LASTFM_API_SECRET", "DISCOGS_TOKEN", "SPOTIFY_CLIENT_SECRET", "AI_API_KEY",

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..db import db
-from ..i18n import lazy_gettext as _l
 from ..jobs import KINDS, job_snapshot
 from ..models import Job, utc_iso
 from ..progress import FINAL_STATUSES
+from .i18n import lazy_gettext as _l
 
 PAGE_SIZE = 25
 KIND_LABELS = {

@@ -3,7 +3,7 @@
 its own beyond a fallback."""
 from __future__ import annotations
 
-from ..i18n import lazy_gettext as _l
+from .i18n import lazy_gettext as _l
 from .job_history import STATUS_LABELS
 
 STRINGS = {

@@ -11,11 +11,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import api_token
 from ..db import db
 from ..importers import listen_feed, scrobbles
 from ..models import Album, Artist, Listen, Track
-from .access import access
+from .access import access, api_token
 from .listenbrainz_payload import MAX_PAYLOAD_SIZE, PayloadRefused, parse_submission
 
 bp = Blueprint("listenbrainz", __name__, url_prefix="/1")

@@ -9,9 +9,8 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import format_date
 
-from .. import i18n, preferences
+from .. import preferences
 from ..db import db
-from ..i18n import gettext as _
 from ..importers import listen_feed
 from ..importers.enrichment import description_language
 from ..jobs import JobAlreadyRunning, job_snapshot
@@ -19,7 +18,8 @@ from ..jobs.live_tracker import tracker_status
 from ..models import Album, CollectionItem, Job, Listen, utc_iso
 from ..progress import FINAL_STATUSES
 from ..sources import ai, discogs, lastfm, spotify
-from . import collection_query, connections, job_history, listens_query, timeline
+from . import collection_query, connections, i18n, job_history, listens_query, timeline
+from .i18n import gettext as _
 from .uploads import UploadRejected, start_upload_import
 
 bp = Blueprint("pages", __name__)

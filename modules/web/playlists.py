@@ -14,13 +14,12 @@ from flask import (
     url_for,
 )
 
-from .. import playlist_formats as formats
-from .. import playlist_store as store
 from .. import playlists
 from ..db import db
-from ..i18n import gettext as _
 from ..models import utc_iso
+from ..playlists import formats, store
 from .api import error
+from .i18n import gettext as _
 
 bp = Blueprint("playlists", __name__)
 

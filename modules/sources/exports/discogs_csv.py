@@ -18,7 +18,7 @@ import re
 from itertools import zip_longest
 
 from ..errors import UnrecognizedFile
-from .formats import FileError, RowError, TextReader, check_decoded
+from .reading import FileError, RowError, TextReader, check_decoded
 
 SOURCE = "discogs_csv"
 MAX_COPIES = 999

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from .formats import ArrayItemsReader, LineItemsReader, Play, RowError, check_timestamp, text_field
+from .reading import ArrayItemsReader, LineItemsReader, Play, RowError, check_timestamp, text_field
 
 SOURCE = "listenbrainz"
 

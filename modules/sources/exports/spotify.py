@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .formats import ArrayItemsReader, Play, RowError, Skip, check_timestamp, text_field
+from .reading import ArrayItemsReader, Play, RowError, Skip, check_timestamp, text_field
 
 MIN_PLAY_MS = 30_000
 SOURCE = "spotify"

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 
-from . import preferences
+from ... import preferences
 
 HASH_KEY = "api_token_sha256"
 

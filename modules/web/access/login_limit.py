@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from .. import preferences
+from ... import preferences
 
 MAX_FAILURES = 5
 WINDOW = 300.0

@@ -1,4 +1,8 @@
-"""Command-line helpers: `flask lastfm import` runs the history import in this process."""
+"""The `flask` commands: `flask lastfm import` runs the history import in this process; `flask token`
+makes or revokes the API token.
+
+Here in web, not at the root of modules/: like the blueprints, these are a way in to the app (Flask's
+own `app.cli`), calling the same jobs and access control the routes call."""
 from __future__ import annotations
 
 import sys
@@ -8,8 +12,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .jobs import JobAlreadyRunning, start_job
-from .sources import lastfm
+from ..jobs import JobAlreadyRunning, start_job
+from ..sources import lastfm
+from .access import api_token
 
 lastfm_cli = AppGroup("lastfm", help="Last.fm history.")
 
@@ -56,8 +61,6 @@ token_cli = AppGroup("token", help="The API token scripts send as `Authorization
 @token_cli.command("create")
 def token_create():
     """Make a new API token, replacing the previous one, and print it: it is shown this once."""
-    from . import api_token
-
     token = api_token.create()
     click.echo("New API token (shown once; only its hash is kept, and the previous token no longer works):")
     click.echo(token)
@@ -66,8 +69,6 @@ def token_create():
 @token_cli.command("revoke")
 def token_revoke():
     """Forget the stored API token (an API_TOKEN setting stays valid until you remove it)."""
-    from . import api_token
-
     api_token.revoke()
     click.echo("The stored API token is revoked.")
 

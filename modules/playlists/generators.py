@@ -1,9 +1,8 @@
-"""Playlists made from the listening history and the record shelf, saved and edited.
+"""Playlists made from the listening history and the record shelf.
 
 Three generators: this month's top (or the last 30 days'), forgotten favourites (played a lot, not
 for a year) and a walk through owned records never played. Each takes a few parameters with
 defaults and raises NothingFound, with a message and a link, when it has nothing to offer.
-Saving and editing playlists is playlist_store.py; their files, playlist_formats.py.
 """
 from __future__ import annotations
 
@@ -12,21 +11,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from flask import has_request_context
 
-from .db import db
-from .i18n import gettext
-from .models import Album, Artist, CollectionItem, Listen, Track
-from .names import name_key
+# Flask-Babel's own gettext, not web's: domain code must not import the web layer, and messages
+# raised deep in a generator carry values (%(day)s) that a bare message key would have to send up
+# separately. Flask-Babel already does the right thing in each place: in a request, the person's
+# language (web/i18n.py chooses it); in a script or a test, no translations, so plain English.
+from flask_babel import gettext as _
+
+from ..db import db
+from ..models import Album, Artist, CollectionItem, Listen, Track
+from ..names import name_key
 
 DAY = 86400
-
-
-def _(text, **variables):
-    """gettext in a request (the person's language); English outside one (scripts, tests)."""
-    if has_request_context():
-        return gettext(text, **variables)
-    return text % variables if variables else text
 
 
 def N_(text):  # noqa: N802 - the name pybabel extracts; translated where shown (templates: _(label))

@@ -16,9 +16,8 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import api_token
 from ..i18n import gettext as _
-from . import login_limit
+from . import api_token, login_limit
 
 bp = Blueprint("access", __name__)
 csrf = CSRFProtect()

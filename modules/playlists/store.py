@@ -8,11 +8,12 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
+from flask_babel import gettext as _  # why not web's i18n: see generators.py
 
-from .db import db
-from .models import Album, Artist, Listen, Playlist, PlaylistItem, Track
-from .names import name_key
-from .playlists import DAY, PlaylistError, _, track_item
+from ..db import db
+from ..models import Album, Artist, Listen, Playlist, PlaylistItem, Track
+from ..names import name_key
+from .generators import DAY, PlaylistError, track_item
 
 MAX_ITEMS = 1000
 MAX_NAME = 200

@@ -3,8 +3,9 @@ settings page set it, through /language/<code>), else the language last chosen t
 another browser of the same person follows it), else the best match of the browser's Accept-Language,
 else English.
 
-Templates use `{{ _("Text") }}` / `{{ _("%(n)s listens", n=count) }}` and `ngettext`; Python code
-uses `gettext`/`lazy_gettext` from here. Catalogues: translations/<lang>/LC_MESSAGES/messages.po,
+Templates use `{{ _("Text") }}` / `{{ _("%(n)s listens", n=count) }}` and `ngettext`; web code
+uses `gettext`/`lazy_gettext` from here, code below web (playlists) Flask-Babel's own, since it must
+not import web: outside a request no locale is chosen, so it reads in English. Catalogues: translations/<lang>/LC_MESSAGES/messages.po,
 compiled to .mo (committed; `make translations` re-extracts and compiles, a test checks the .mo
 files are current).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import request
+from flask import has_request_context, request
 from flask_babel import Babel, gettext, lazy_gettext, ngettext  # noqa: F401 - re-exported
 
 LANGUAGES = {"en": "English", "fr": "Français"}
@@ -21,6 +22,8 @@ PREFERENCE_KEY = "display_language"
 
 
 def select_locale():
+    if not has_request_context():  # a job, a command, a test's app context: the default, English
+        return None
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
@@ -33,12 +36,12 @@ def select_locale():
 def _saved_language():
     from sqlalchemy.exc import SQLAlchemyError
 
-    from . import preferences
+    from .. import preferences
 
     try:
         return preferences.get(PREFERENCE_KEY)
     except SQLAlchemyError:  # a database not migrated yet still renders its error page
-        from .db import db
+        from ..db import db
 
         db.session.rollback()
         return None
