@@ -44,7 +44,8 @@ ACCESS_RESPONSES = {
                             "the API token sent is not valid (even without APP_PASSWORD). Answers WWW-Authenticate Bearer."),
     "Forbidden": ("403", "APP_PASSWORD is not set and the request does not come from this machine (127.0.0.1)"),
     "BadRequest": ("400", "A parameter or the body was refused: the message names each refused field and what it "
-                          "must be. Or, as for Refused, a NUL character or a missing CSRF token"),
+                          "must be; or the outside service the route needs is not configured (the message names "
+                          "the missing settings). Or, as for Refused, a NUL character or a missing CSRF token"),
     "Refused": ("400", "The path or a parameter holds a NUL character; or a request that changes something came "
                        "with a browser's session cookie (or from a browser, or with APP_PASSWORD set) without a valid "
                        "CSRF token in X-CSRFToken and without the API token"),

@@ -104,6 +104,8 @@ class CheckResult(Answer):
 
 @bp.post("/lastfm/check")
 @bp.response(200, CheckResult, description="Last.fm accepts the settings")
+@bp.alt_response(400, schema=Error, description="Last.fm is not configured, or refuses the settings; the message "
+                                                "says which and what to do")
 def lastfm_check():
     """Whether Last.fm accepts the configured settings"""
     problem = check_lastfm()
@@ -165,6 +167,7 @@ def tracker_get_status():
 @bp.post("/tracker/start")
 @bp.response(200, TrackerStarted, description="It was already running")
 @bp.alt_response(202, schema=TrackerStarted, description="Started", success=True)
+@bp.alt_response(400, schema=Error, description="Last.fm is not configured, or refuses the settings")
 def tracker_start():
     """Start the live tracker (and keep it wanted across restarts)"""
     problem = check_lastfm()
