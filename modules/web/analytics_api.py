@@ -88,7 +88,7 @@ class Panel(Answer):
 
 
 @bp.get("/<panel>", parameters=[PANEL])
-@bp.arguments(PanelQuery, location="query")
+@bp.arguments(PanelQuery(), location="query")
 @bp.response(200, Panel)
 @bp.alt_response(404, schema=Error, description="No such panel; the message lists them")
 def panel_json(args, panel):

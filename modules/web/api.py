@@ -48,7 +48,7 @@ class JobList(Answer):
 
 
 @bp.get("/jobs")
-@bp.arguments(JobsQuery, location="query")
+@bp.arguments(JobsQuery(), location="query")
 @bp.response(200, JobList)
 def list_jobs(args):
     """Recent jobs, newest first"""
@@ -118,7 +118,7 @@ class UploadForm(Schema):
 
 
 @bp.post("/imports")
-@bp.arguments(UploadForm, location="files")
+@bp.arguments(UploadForm(), location="files")
 @bp.response(202, JobLinks, description="The import is queued; follow it at events_url or status_url")
 @bp.alt_response(409, schema=AlreadyRunning, description="An import is already running; its links are given")
 @bp.alt_response(413, schema=Error, description="Larger than MAX_UPLOAD_MB")
@@ -141,7 +141,7 @@ class ProgressCheckQuery(Query):
 
 
 @bp.post("/diagnostics/progress-check")
-@bp.arguments(ProgressCheckQuery, location="query")
+@bp.arguments(ProgressCheckQuery(), location="query")
 @bp.response(202, JobLinks, description="The check is queued; follow it at events_url or status_url")
 @bp.alt_response(409, schema=AlreadyRunning, description="A progress check is already running")
 def progress_check(args):
@@ -167,7 +167,7 @@ class ListensPage(Answer):
 
 
 @bp.get("/listens")
-@bp.arguments(ListensQuery, location="query")
+@bp.arguments(ListensQuery(), location="query")
 @bp.response(200, ListensPage)
 def list_listens(args):
     """A page of listens, newest first"""
@@ -182,7 +182,7 @@ class ExportQuery(Query):
 
 
 @bp.get("/listens/export")
-@bp.arguments(ExportQuery, location="query")
+@bp.arguments(ExportQuery(), location="query")
 @bp.response(200, {"type": "string"}, content_type="text/csv", description="A download")
 @bp.alt_response(200, schema=Listen(many=True), content_type="application/json", success=True,
                  description="A download")
@@ -242,7 +242,7 @@ class CollectionPage(Answer):
 
 
 @bp.get("/collection/albums")
-@bp.arguments(CollectionQuery, location="query")
+@bp.arguments(CollectionQuery(), location="query")
 @bp.response(200, CollectionPage)
 def collection_albums(args):
     """Records of the collection, searched, filtered and sorted"""
@@ -265,7 +265,7 @@ class Description(Answer):
 
 
 @bp.route("/albums/<int(max=2147483647):album_id>/description", methods=["PUT", "POST"])
-@bp.arguments(DescriptionBody, location="json_or_form", required=False)
+@bp.arguments(DescriptionBody(), location="json_or_form", required=False)
 @bp.response(200, Description, description="The album's description now")
 @bp.alt_response(404, schema=Error, description="No such album")
 @bp.doc(requestBody={"content": {"application/x-www-form-urlencoded": {"schema": "DescriptionBody"}}})

@@ -151,7 +151,7 @@ def list_playlists():
 
 
 @bp.post("")
-@bp.arguments(CreateBody)
+@bp.arguments(CreateBody())
 @bp.response(201, Playlist, description="The playlist made, with its items")
 @bp.alt_response(422, schema=NothingToPlay, description="The generator found nothing to put in a playlist; "
                                                         "`link` is where to go next")
@@ -218,7 +218,7 @@ class FoundTracks(Answer):
 
 
 @bp.get("/tracks")
-@bp.arguments(TracksQuery, location="query")
+@bp.arguments(TracksQuery(), location="query")
 @bp.response(200, FoundTracks)
 def search_playlist_tracks(args):
     """Tracks of the listens whose title or artist contains q (any case), most played first, 20 at most"""
@@ -234,7 +234,7 @@ def get_playlist(playlist_id):
 
 
 @bp.patch("/<int:playlist_id>", parameters=[ID_PAST_INTEGERS])
-@bp.arguments(PatchBody)
+@bp.arguments(PatchBody())
 @bp.response(200, Playlist, description="The playlist now")
 @bp.alt_response(404, schema=Error, description="No such playlist")
 def patch_playlist(body, playlist_id):

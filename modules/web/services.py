@@ -49,7 +49,7 @@ class LastfmImportQuery(LimitQuery):
 
 
 @bp.post("/lastfm/import-history")
-@bp.arguments(LastfmImportQuery, location="query")
+@bp.arguments(LastfmImportQuery(), location="query")
 @bp.response(202, JobLinks, description="The import is queued; follow it at events_url or status_url")
 @bp.alt_response(409, schema=AlreadyRunning, description="A Last.fm import is already running")
 def lastfm_import_history(args):
@@ -197,8 +197,8 @@ class IntervalBody(Body):
 
 
 @bp.post("/tracker/interval")
-@bp.arguments(IntervalQuery, location="query")
-@bp.arguments(IntervalBody, location="json", required=False,
+@bp.arguments(IntervalQuery(), location="query")
+@bp.arguments(IntervalBody(), location="json", required=False,
               description="The same, as JSON (the query parameter wins when both are sent)")
 @bp.response(200, TrackerStatus)
 def tracker_interval(query, body):
@@ -211,7 +211,7 @@ def tracker_interval(query, body):
 
 
 @bp.post("/discogs/sync")
-@bp.arguments(LimitQuery, location="query")
+@bp.arguments(LimitQuery(), location="query")
 @bp.response(202, JobLinks, description="The sync is queued; follow it at events_url or status_url")
 @bp.alt_response(409, schema=AlreadyRunning, description="A Discogs sync is already running")
 def discogs_sync(args):
@@ -252,7 +252,7 @@ def discogs_sync_progress():
 
 
 @bp.post("/ai/enrich-all")
-@bp.arguments(LimitQuery, location="query")
+@bp.arguments(LimitQuery(), location="query")
 @bp.response(202, JobLinks, description="Enrichment is queued; follow it at events_url or status_url")
 @bp.alt_response(409, schema=AlreadyRunning, description="Enrichment is already running")
 def enrich_all(args):
@@ -280,8 +280,8 @@ class Language(Answer):
 
 
 @bp.post("/ai/language")
-@bp.arguments(LanguageQuery, location="query")
-@bp.arguments(LanguageBody, location="json", required=False,
+@bp.arguments(LanguageQuery(), location="query")
+@bp.arguments(LanguageBody(), location="json", required=False,
               description="The same, as JSON (the query parameter wins when both are sent)")
 @bp.response(200, Language, description="Saved")
 def ai_language(query, body):
