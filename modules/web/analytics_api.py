@@ -91,7 +91,7 @@ class Panel(Answer):
 @bp.arguments(PanelQuery(), location="query")
 @bp.response(200, Panel)
 @bp.alt_response(404, schema=Error, description="No such panel; the message lists them")
-def panel_json(args, panel):
+def analytics_panel(args, panel):
     """One panel of the analytics page; hours, days and months are local to TIMEZONE"""
     if panel not in analytics.PANELS:
         return error(404, gettext("No analytics panel %(panel)r. Panels: %(panels)s.",

@@ -159,6 +159,7 @@ def service_test(name):
 
 @bp.get("/tracker/status")
 @bp.response(200, TrackerStatus)
+@bp.doc(operationId="trackerStatus")
 def tracker_get_status():
     """The live tracker's state"""
     return tracker_status()
