@@ -121,11 +121,23 @@ def test_periods_are_bounded_in_the_persons_time_zone():
             analytics.parse_period(bad, PARIS, now)
 
 
-def test_limit_is_checked():
-    assert analytics.parse_limit(None) == analytics.DEFAULT_LIMIT and analytics.parse_limit("100") == 100
+def test_limit_and_period_are_checked_by_the_api_schema():
+    """The API's declared parameters: limit's bounds, and the period pattern, which must accept
+    exactly what parse_period reads."""
+    from modules.web.analytics_api import PanelQuery
+
+    query = PanelQuery()
+    assert query.load({})["limit"] == analytics.DEFAULT_LIMIT and query.load({"limit": "100"})["limit"] == 100
+    assert query.load({"limit": ""})["limit"] == analytics.DEFAULT_LIMIT  # blank is the default
     for bad in ("0", "101", "ten", "2.5"):
-        with pytest.raises(analytics.BadParameter, match="limit must be"):
-            analytics.parse_limit(bad)
+        assert "limit" in query.validate({"limit": bad})
+    for bad in ("week", "1969", "3000", "20245", "-7d", "7"):
+        assert "period" in query.validate({"period": bad}), bad
+        with pytest.raises(analytics.BadParameter):
+            analytics.parse_period(bad, PARIS)
+    for good in ("7d", "30D", " 12m ", "ALL", "1970", "2999"):
+        assert not query.validate({"period": good}), good
+        analytics.parse_period(good, PARIS)
 
 
 def test_timezone_setting_is_validated(tmp_path, migrated_template):

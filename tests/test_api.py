@@ -90,3 +90,77 @@ def test_empty_journal_leads_to_first_import(client):
     page = client.get("/journal").get_data(as_text=True)
     assert "No listens yet" in page and 'href="/settings#lastfm-card"' in page and 'href="/settings#upload-card"' in page
     assert client.get("/").headers["Location"].endswith("/journal")
+
+
+# --------------------------------------------------------------------------- starting a job: 202 or 409
+
+def running_elsewhere(app, kind, status="running"):
+    """A job of `kind` held by a worker of another host, alive (its heartbeat is fresh)."""
+    import time
+    import uuid
+
+    from modules.db import db
+    from modules.models import Job
+
+    job_id = uuid.uuid4().hex
+    with app.app_context():
+        db.session.add(Job(id=job_id, kind=kind, status=status, params={}, owner="elsewhere:1",
+                           active_kind=kind if status == "running" else None,
+                           heartbeat_at=time.time(), created_at=time.time()))
+        db.session.commit()
+    return job_id
+
+
+def links(job_id):
+    return {"job_id": job_id, "progress_url": f"/progress/{job_id}", "events_url": f"/api/v1/jobs/{job_id}/events",
+            "status_url": f"/api/v1/jobs/{job_id}"}
+
+
+@pytest.mark.parametrize("kind, url, message", [
+    ("progress_check", "/api/v1/diagnostics/progress-check?duration=1", "A progress check is already running."),
+    ("enrich", "/api/v1/services/ai/enrich-all", "Enrichment is already running."),
+    ("upload_import", "/api/v1/imports", "An import is already running; wait for it to finish or cancel it."),
+])
+def test_a_start_while_its_kind_runs_answers_409_with_the_running_jobs_links(app, client, kind, url, message):
+    """Every route that starts a job answers the same 409 (job_answers.started): its own message and
+    the links of the job that runs; an upload refused so keeps no file."""
+    running = running_elsewhere(app, kind)
+    files = {"files": (io.BytesIO(b'"A","B","C","01 Jan 2020 10:00"\n'), "a.csv")} if kind == "upload_import" else None
+    r = client.post(url, data=files, content_type="multipart/form-data" if files else None)
+    assert r.status_code == 409 and r.get_json() == {"error": message, **links(running)}
+    uploads = app.config["UPLOAD_DIR"]
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def test_resuming_while_its_kind_runs_answers_409_with_the_running_jobs_links(app, client):
+    stopped = running_elsewhere(app, "progress_check", status="interrupted")
+    running = running_elsewhere(app, "progress_check")
+    r = client.post(f"/api/v1/jobs/{stopped}/resume")
+    assert r.status_code == 409 and r.get_json() == {
+        "error": f"a progress_check job is already running ({running})", **links(running)}
+
+
+# --------------------------------------------------------------------------- refused parameters
+
+def test_a_refused_request_names_each_refused_field_and_what_it_must_be(client):
+    r = client.get("/api/v1/listens?page=0&page_size=10&from=yesterday")
+    assert r.status_code == 400 and r.get_json() == {"error": (
+        "page must be a whole number from 1 to 10,000,000; from: unreadable date 'yesterday': use YYYY-MM-DD, "
+        "an ISO 8601 time or Unix seconds")}
+    r = client.post("/api/v1/playlists", json={"kind": "manual", "name": "m",
+                                               "items": [{"artist": "a", "title": 5, "titel": 1}, 3]})
+    assert r.status_code == 400 and r.get_json()["error"] == (
+        "items[0].title must be text of at most 512 characters; "
+        "items[0] has unknown fields titel; known: track_id, artist, title, album, album_id, duration, position; "
+        "items[1] must be an object")
+
+
+def test_refusals_speak_the_persons_language(client):
+    client.set_cookie("lang", "fr")
+    r = client.get("/api/v1/analytics/top-artists?limit=many")
+    assert r.status_code == 400 and r.get_json() == {"error": "limit doit être un nombre entier de 1 à 100, pas 'many'."}
+
+
+def test_a_blank_query_value_is_the_same_as_none(loaded):
+    assert loaded.get("/api/v1/listens?page=&page_size=&from=&artist=").get_json() == loaded.get("/api/v1/listens").get_json()
+    assert loaded.get("/api/v1/jobs?limit=").status_code == 200

@@ -4,7 +4,7 @@ generators.py makes them, store.py checks input and saves and edits them, format
 XSPF and CSV from a playlist's kept names. The pages and the API are modules/web/playlists.py.
 """
 from . import formats, store
-from .generators import GENERATORS, Generator, NothingFound, Param, PlaylistError, generate, track_item
+from .generators import DAY, GENERATORS, Generator, NothingFound, Param, PlaylistError, generate, track_item
 
-__all__ = ["GENERATORS", "Generator", "NothingFound", "Param", "PlaylistError", "formats", "generate", "store",
+__all__ = ["DAY", "GENERATORS", "Generator", "NothingFound", "Param", "PlaylistError", "formats", "generate", "store",
            "track_item"]

@@ -10,6 +10,7 @@ def init_app(app):
     from . import (
         access,
         analytics,
+        analytics_api,
         api,
         health,
         journal_live,
@@ -18,6 +19,7 @@ def init_app(app):
         openapi,
         pages,
         playlists,
+        playlists_api,
         services,
         streams,
     )
@@ -25,15 +27,16 @@ def init_app(app):
 
     access.init_app(app)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(api.bp)
     app.register_blueprint(streams.bp)
-    app.register_blueprint(services.bp)
     app.register_blueprint(playlists.bp)
     app.register_blueprint(analytics.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(openapi.bp)
     app.register_blueprint(listenbrainz.bp)
     app.register_blueprint(journal_live.bp)
+    # /api/v1: each route's declaration checks its requests and describes it in the OpenAPI document.
+    api_doc = app.extensions["sillon"]["api"] = openapi.make_api(app)
+    for blueprint in (api.bp, services.bp, playlists_api.bp, analytics_api.bp, health.bp, openapi.bp):
+        api_doc.register_blueprint(blueprint)
+    openapi.describe_by_hand(app, api_doc)
 
     @app.context_processor
     def script_strings():

@@ -1,6 +1,6 @@
 """The analytics page: top lists, when you listen, streaks, discoveries, and the shelf against the
 listening. One function per panel, each a few SQLAlchemy core queries that give the same answers on
-SQLite and PostgreSQL, plus the page and one JSON endpoint per panel.
+SQLite and PostgreSQL, plus the page (the JSON endpoint per panel is analytics_api.py).
 
 listens.played_at is UTC seconds; hours, weekdays, days and months are the person's (TIMEZONE). The
 database counts listens per UTC hour (per half or quarter hour for zones with such offsets) and
@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, g, jsonify, render_template, request
+from flask import Blueprint, current_app, g, render_template, request
 
 from ..db import db
 from ..models import Album, Artist, CollectionItem, Listen, Track, utc_iso
@@ -79,19 +79,6 @@ def parse_period(value, tz, now=None):
                       int(datetime(year + 1, 1, 1, tzinfo=tz).timestamp()))
     raise BadParameter(gettext("Unknown period %(value)r: use 7d, 30d, 12m, all or a year such as 2024.",
                                value=str(value)[:40]))
-
-
-def parse_limit(value):
-    if value in (None, ""):
-        return DEFAULT_LIMIT
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadParameter(gettext("limit must be a whole number from 1 to %(max)s, not %(value)r.",
-                                   max=MAX_LIMIT, value=str(value)[:40]))
-    return limit
 
 
 # ----------------------------------------------------------------------------- local time
@@ -315,21 +302,6 @@ def years_with_listens(tz):
     if first is None:
         return []
     return list(range(datetime.fromtimestamp(last, tz).year, datetime.fromtimestamp(first, tz).year - 1, -1))
-
-
-@bp.get("/api/v1/analytics/<panel>")
-def panel_json(panel):
-    if panel not in PANELS:
-        return jsonify({"error": gettext("No analytics panel %(panel)r. Panels: %(panels)s.",
-                                         panel=panel[:40], panels=", ".join(PANELS))}), 404
-    tz = timezone()
-    try:
-        period = parse_period(request.args.get("period"), tz)
-        limit = parse_limit(request.args.get("limit"))
-    except BadParameter as exc:
-        return jsonify({"error": str(exc)}), 400
-    scope = {"period": period.as_dict()} if panel in PERIOD_PANELS else {}
-    return jsonify({"panel": panel, "timezone": tz.key, **scope, **compute(panel, period, limit, tz)})
 
 
 @bp.get("/analytics")

@@ -11,12 +11,33 @@ import os
 import threading
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify
+from flask import current_app
+from marshmallow import fields, validate
 
 from ..db import db
 from . import streams
+from .api_schemas import Answer
+from .openapi import Blueprint
 
-bp = Blueprint("health", __name__, url_prefix="/api/v1")
+bp = Blueprint("health", __name__, url_prefix="/api/v1", description="Health")
+
+
+class Process(Answer):
+    pid = fields.Integer()
+    open_streams = fields.Integer()
+    store_subscriptions = fields.Integer()
+    greenlets = fields.Integer()
+    threads = fields.Integer()
+    os_threads = fields.Integer(allow_none=True)
+    open_fds = fields.Integer(allow_none=True)
+    db_connections_checked_out = fields.Integer(allow_none=True)
+
+
+class Health(Answer):
+    status = fields.String(required=True, validate=validate.OneOf(("ok", "degraded")))
+    version = fields.String()
+    database = fields.String(required=True, validate=validate.OneOf(("ok", "unreachable")))
+    process = fields.Nested(Process, required=True)
 
 
 def _greenlets():
@@ -44,7 +65,10 @@ def _open_fds():
 
 
 @bp.get("/health")
+@bp.response(200, Health, description="Up")
+@bp.alt_response(503, schema=Health, description="The database does not answer")
 def health():
+    """Is the app up; what the answering process holds open (no secrets)"""
     sillon = current_app.extensions["sillon"]
     try:
         db.session.execute(sa.text("SELECT 1"))
@@ -69,4 +93,4 @@ def health():
             "db_connections_checked_out": pool.checkedout() if hasattr(pool, "checkedout") else None,
         },
     }
-    return jsonify(body), 200 if database == "ok" else 503
+    return body, 200 if database == "ok" else 503

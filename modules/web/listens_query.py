@@ -39,18 +39,6 @@ def parse_time(value, end=False):
     return int(moment.timestamp())
 
 
-def parse_args(args):
-    try:
-        page = int(args.get("page", 1))
-        page_size = int(args.get("page_size", 50))
-    except ValueError:
-        raise ValueError("page and page_size must be whole numbers") from None
-    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page must be between 1 and {MAX_PAGE:,} and page_size between 1 and {MAX_PAGE_SIZE}")
-    return {"page": page, "page_size": page_size, "start": parse_time(args.get("from")),
-            "end": parse_time(args.get("to"), end=True), "artist": (args.get("artist") or "").strip() or None}
-
-
 def _filtered(query, start=None, end=None, artist=None):
     if start is not None:
         query = query.where(Listen.played_at >= start)

@@ -1,4 +1,5 @@
-"""Playlists: pages (list, generate, edit, delete), downloads (M3U, XSPF, CSV) and /api/v1/playlists."""
+"""Playlists: pages (list, generate, edit, delete) and downloads (M3U, XSPF, CSV); the JSON API is
+playlists_api.py."""
 from __future__ import annotations
 
 from flask import (
@@ -7,7 +8,6 @@ from flask import (
     abort,
     flash,
     get_flashed_messages,
-    jsonify,
     redirect,
     render_template,
     request,
@@ -18,7 +18,6 @@ from .. import playlists
 from ..db import db
 from ..models import utc_iso
 from ..playlists import formats, store
-from .api import error
 from .i18n import gettext as _
 
 bp = Blueprint("playlists", __name__)
@@ -27,16 +26,16 @@ bp = Blueprint("playlists", __name__)
 # ----------------------------------------------------------------------------- shared
 
 
-def _summary(playlist, count):
+def summary(playlist, count):
     return {"id": playlist.id, "name": playlist.name, "kind": playlist.kind, "params": playlist.params,
             "item_count": count, "created_at": utc_iso(playlist.created_at), "updated_at": utc_iso(playlist.updated_at),
             "url": url_for("playlists.show", playlist_id=playlist.id),
             "exports": {ext: url_for(f"playlists.export_{ext}", playlist_id=playlist.id) for ext in ("m3u", "xspf", "csv")}}
 
 
-def _detail(playlist):
+def detail(playlist):
     items = store.items_of(playlist.id)
-    return {**_summary(playlist, len(items)), "items": items}
+    return {**summary(playlist, len(items)), "items": items}
 
 
 MAX_ID = 2**31 - 1  # the database's integers; a larger id would make PostgreSQL fail, not just find nothing
@@ -60,7 +59,7 @@ def _duration(seconds):
 
 
 def _index(error_message=None, nothing=None, status=200, form=None):
-    return render_template("playlists.html", playlists=[_summary(p, n) for p, n in store.listing()],
+    return render_template("playlists.html", playlists=[summary(p, n) for p, n in store.listing()],
                            generators=list(playlists.GENERATORS.values()), error=error_message, nothing=nothing,
                            form=form or {}, notices=get_flashed_messages()), status
 
@@ -227,102 +226,3 @@ def export_xspf(playlist_id):
 @bp.get("/playlists/<int:playlist_id>.csv")
 def export_csv(playlist_id):
     return _download(playlist_id, lambda p, items: formats.csv_text(items), "text/csv", "csv")
-
-
-# ----------------------------------------------------------------------------- JSON API
-
-
-def _api_playlist(playlist_id, for_update=False):
-    playlist = store.get(playlist_id, for_update=for_update) if playlist_id <= MAX_ID else None
-    if playlist is None:
-        abort(error(404, _("no playlist %(id)s", id=playlist_id)))
-    return playlist
-
-
-def _json_body():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise playlists.PlaylistError(_("the body must be a JSON object"))
-    return body
-
-
-@bp.get("/api/v1/playlists")
-def api_list():
-    return jsonify({"items": [_summary(p, n) for p, n in store.listing()]})
-
-
-@bp.get("/api/v1/playlists/generators")
-def api_generators():
-    return jsonify({"items": [{"kind": g.kind, "title": _(g.title), "description": _(g.description),
-                               "params": [{"name": p.name, "label": _(p.label), "default": p.default,
-                                           "minimum": p.minimum, "maximum": p.maximum,
-                                           "choices": [v for v, _label in p.choices] or None} for p in g.params]}
-                              for g in playlists.GENERATORS.values()]})
-
-
-@bp.get("/api/v1/playlists/tracks")
-def api_search_tracks():
-    return jsonify({"items": store.search_tracks(request.args.get("q") or "")})
-
-
-@bp.post("/api/v1/playlists")
-def api_create():
-    try:
-        body = _json_body()
-        kind = body.get("kind")
-        name = store.clean_name(body["name"]) if body.get("name") is not None else None
-        if kind == "manual":
-            if body.get("params"):
-                raise playlists.PlaylistError(_("params can only be given with a generator's kind"))
-            params, items = {}, store.clean_items(body.get("items", []))
-            if name is None:
-                raise playlists.PlaylistError(_("name is required for a playlist made by hand"))
-        else:
-            if "items" in body:
-                raise playlists.PlaylistError(_("items can only be given with kind manual"))
-            params = body.get("params") or {}
-            if not isinstance(params, dict):
-                raise playlists.PlaylistError(_("params must be an object"))
-            if not isinstance(kind, str) or kind not in playlists.GENERATORS:
-                raise playlists.PlaylistError(_("kind must be one of: %(kinds)s",
-                                                kinds=", ".join([*playlists.GENERATORS, "manual"])))
-            generated, items, params = playlists.generate(kind, params)
-            name = name or generated
-    except playlists.PlaylistError as exc:
-        db.session.rollback()
-        return error(400, str(exc))
-    except playlists.NothingFound as exc:
-        return error(422, exc.message, link=url_for(exc.link_endpoint))
-    playlist = store.create(name, kind, params, items)
-    return jsonify(_detail(playlist)), 201
-
-
-@bp.get("/api/v1/playlists/<int:playlist_id>")
-def api_get(playlist_id):
-    playlist = _api_playlist(playlist_id)
-    return jsonify(_detail(playlist))
-
-
-@bp.patch("/api/v1/playlists/<int:playlist_id>")
-def api_patch(playlist_id):
-    playlist = _api_playlist(playlist_id, for_update=True)
-    try:
-        body = _json_body()
-        unknown = sorted(set(body) - {"name", "items"})
-        if unknown:
-            raise playlists.PlaylistError(_("only name and items can be changed, not %(names)s",
-                                            names=", ".join(unknown)))
-        name = store.clean_name(body["name"]) if "name" in body else None
-        items = store.clean_items(body["items"]) if "items" in body else None
-    except playlists.PlaylistError as exc:
-        db.session.rollback()
-        return error(400, str(exc))
-    store.save(playlist, name=name, items=items)
-    return jsonify(_detail(playlist))
-
-
-@bp.delete("/api/v1/playlists/<int:playlist_id>")
-def api_delete(playlist_id):
-    playlist = _api_playlist(playlist_id, for_update=True)
-    store.delete(playlist)
-    return "", 204
