@@ -7,6 +7,7 @@ any job, and stops through cancellation.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from .. import preferences
@@ -56,7 +57,7 @@ def _poll(ctx, network, state):
     tracker = ctx.tracker
     window = {"from": newest_listen_bound(imports_only=False), "to": None}
     fetcher = PageFetcher(network, ctx.settings["LASTFM_USERNAME"], ctx, window)
-    fetcher.max_attempts = 1  # a failed poll is simply tried again at the next interval
+    fetcher.patience = dataclasses.replace(fetcher.patience, tries=1)  # a failed poll is tried at the next interval
     state["last_poll_at"] = time.time()
     tracker.incr("polls")
     try:

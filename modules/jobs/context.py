@@ -77,7 +77,7 @@ class JobContext:
             self.check()  # a cancel is heard during the wait; the transaction rolls back
             if waited >= 1 and int(waited) != shown["waited"]:
                 shown["waited"] = int(waited)
-                show(lock_wait_message(waited, s.get("SQLITE_BUSY_TIMEOUT_SECONDS")))
+                show(lock_wait_message(waited))
 
         def show_retry(delay, why, tries):
             self.tracker.incr("db_retries")
@@ -104,10 +104,9 @@ class JobContext:
         return result
 
 
-def lock_wait_message(waited, limit):
+def lock_wait_message(waited):
     """What a job shows while another program holds the database's write lock."""
-    text = f"Database busy, waiting {waited:.0f} s: another program holds the write lock"
-    return text + (f" (tries again until {float(limit):.0f} s)" if limit else "")
+    return f"Database busy, waiting {waited:.0f} s: another program holds its write lock"
 
 
 def _busy_reason(exc):
