@@ -1,13 +1,14 @@
 """Another program holding a Sillon server's SQLite write lock, and watching the server meanwhile.
 
-Run as `python -m tests.db_lock_holder DB_PATH URL HOLD_SECONDS [TRACKER_JOB_ID]`. It opens the
+Run as `python -m tests.db_lock_holder DB_PATH URL HOLD_SECONDS [TRACKER_JOB_ID] [--watch]`. It opens the
 tracker job's event stream (an idle stream: its heartbeats), prints "ready", then waits for a line
 "take IMPORT_JOB_ID" on its standard input. It then takes the write lock (BEGIN IMMEDIATE, as a
 backup or a second program would), prints "taken", and for HOLD_SECONDS asks the server for pages
 and reads the import's event stream, one request after another. A timer thread writes "releasing"
 into the same ordered log before it gives the lock back, so whatever the log holds before
 "releasing" was answered while the lock was held. At the end it prints the log, one JSON object a
-line, then "end". Used by tests/test_faults_db_lock_server.py and bench/bench_db_lock.py.
+line, then "end". With --watch it takes no lock (a baseline: "watching" instead of "taken").
+Used by tests/test_faults_db_lock_server.py and bench/bench_db_lock.py.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def read_stream(log, url, name):
         log.add("stream-error", stream=name, error=str(exc))
 
 
-def main(db_path, url, hold, tracker_job=None):
+def main(db_path, url, hold, tracker_job=None, lock=True):
     log = Log()
     if tracker_job:
         threading.Thread(target=read_stream, args=(log, f"{url}/api/v1/jobs/{tracker_job}/events", "tracker"),
@@ -64,15 +65,17 @@ def main(db_path, url, hold, tracker_job=None):
     assert command and command[0] == "take", command
     import_job = command[1]
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("BEGIN IMMEDIATE")
-    log.add("taken")
+    if lock:
+        conn.execute("BEGIN IMMEDIATE")
+    log.add("taken" if lock else "watching")
     print("taken", flush=True)
     released = threading.Event()
 
     def release():
         time.sleep(hold)
         log.add("releasing")
-        conn.execute("ROLLBACK")
+        if lock:
+            conn.execute("ROLLBACK")
         conn.close()
         released.set()
 
@@ -86,7 +89,8 @@ def main(db_path, url, hold, tracker_job=None):
         log.add("write", path="/api/v1/services/tracker/interval", status=resp.status_code,
                 seconds=time.monotonic() - started)
 
-    threading.Thread(target=write_during_lock, daemon=True).start()
+    if lock:
+        threading.Thread(target=write_during_lock, daemon=True).start()
     i = 0
     while not released.is_set():
         path = PAGES[i % len(PAGES)].format(job=import_job)
@@ -102,7 +106,7 @@ def main(db_path, url, hold, tracker_job=None):
         time.sleep(0.2)
     time.sleep(1.0)  # the streams' first events after the release, and the page write's answer
     deadline = time.monotonic() + 30
-    while not any(e["what"] == "write" for e in log.entries) and time.monotonic() < deadline:
+    while lock and not any(e["what"] == "write" for e in log.entries) and time.monotonic() < deadline:
         time.sleep(0.1)
     with log.lock:
         for entry in log.entries:
@@ -111,4 +115,5 @@ def main(db_path, url, hold, tracker_job=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
+    args = [a for a in sys.argv[1:] if a != "--watch"]
+    main(args[0], args[1], float(args[2]), args[3] if len(args) > 3 else None, lock="--watch" not in sys.argv)
