@@ -24,7 +24,6 @@ Nothing here imports from the app outside modules/sources.
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -36,7 +35,7 @@ from typing import NamedTuple
 
 from ..errors import UnrecognizedFile
 from . import lastfm_csv
-from .lastfm_csv import RowError
+from .text import UNDECODABLE, RowError, check_decoded  # noqa: F401 - readers take them from here
 
 __all__ = ["FileError", "FormatInfo", "KINDS", "LastfmReader", "Play", "RowError", "SKIP_REASONS", "Skip",
            "UnrecognizedFile", "detect_format", "open_reader", "sniff_encoding"]
@@ -109,26 +108,6 @@ _MAGIC = ((b"PK\x03\x04", "a zip archive (its files are read once it is opened)"
 
 
 # -- encodings ---------------------------------------------------------------------------------
-
-UNDECODABLE = "sillon-undecodable"
-
-
-def _mark_undecodable(exc):
-    if isinstance(exc, UnicodeDecodeError):
-        return "\udcff", exc.end
-    raise exc
-
-
-codecs.register_error(UNDECODABLE, _mark_undecodable)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def check_decoded(text):
-    """RowError if `text` holds undecodable bytes (or a lone surrogate from a JSON escape)."""
-    if not text.isascii() and _SURROGATE.search(text):
-        raise RowError("undecodable bytes in this row (is the file really UTF-8?)")
-    return text
-
 
 def sniff_encoding(head):
     """The codec for a file starting with bytes `head`: a BOM decides; else UTF-16 is recognised
