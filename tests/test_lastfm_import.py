@@ -813,3 +813,50 @@ def test_the_script_against_a_real_server(server_factory, fm):
     failed = run_script(server.url)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "error" in failed.stdout and "hides its recent listens" in failed.stdout
+
+
+# --------------------------------------------------------------------------- messages stay true
+
+def record_snapshots(app):
+    """Every snapshot the progress store is given from now on, as published."""
+    store = app.extensions["sillon"]["progress_store"]
+    seen, publish = [], store.publish
+
+    def recording(snap):
+        seen.append(snap)
+        return publish(snap)
+
+    store.publish = recording
+    return seen
+
+
+def step_of(snap, step_id):
+    return next(s for s in snap["steps"] if s["id"] == step_id)
+
+
+def test_every_shown_step_message_is_the_current_one(new_app, fm):
+    """The fetch step's message follows the batches saved (it once stayed at "batch 1/150" while
+    the header said "batch 23/150"), and the header says the same while nothing is waited for."""
+    history = with_ties(2000)  # 10 batches
+    fm.add_listens("rj", history)
+    fm.latency = 0.02
+    app = new_app(LASTFM_CONCURRENCY=1, PROGRESS_PUBLISH_INTERVAL=0.01)
+    snaps = record_snapshots(app)
+    job_id = start(app.test_client())
+    snap = wait_for_job(app, job_id)
+    assert snap["status"] == "completed", snap["message"]
+
+    fetching = [s for s in snaps if step_of(s, "fetch")["status"] == "in_progress"]
+    shown = []
+    for s in fetching:
+        message = step_of(s, "fetch")["message"]
+        m = re.fullmatch(r"batch (\d+)/10 saved", message)
+        assert m, message
+        saved, counted = int(m.group(1)), s["counters"].get("batches", 0)
+        # The two are set one after the other: a snapshot taken in between may see the count first.
+        assert counted - 1 <= saved <= counted, (message, s["counters"])
+        if s["current_step"] == "fetch" and "waiting" not in s["message"]:
+            assert s["message"] in (message, f"batch {counted}/10 saved"), (s["message"], message)
+        shown.append(saved)
+    assert shown == sorted(shown) and len(set(shown)) >= 3, shown  # it moves with the import
+    assert step_of(snap, "fetch")["message"] == "10/10 batches"

@@ -53,7 +53,7 @@ def sync_collection(ctx):
     total = retrying(lambda: listing.count)
     tracker.complete_step("connect", f"{user}: {total:,} items in {pages:,} pages")
 
-    tracker.start_step("read", f"page 1/{pages}")
+    tracker.start_step("read", f"0/{pages} pages read")
     tracker.set_total(total)
     known = set(db.session.execute(sa.select(CollectionItem.instance_id)).scalars())
     db.session.remove()
@@ -83,7 +83,7 @@ def sync_collection(ctx):
         added += created
         held += held_here
         tracker.advance(len(raw), added=created, skipped=len(raw) - len(new_rows) - held_here)
-        tracker.set_message(f"page {page}/{pages}: {added:,} added")
+        tracker.set_step_message("read", f"{page}/{pages} pages read, {added:,} added")
         ctx.check()
     tracker.complete_step("read", f"{added:,} added")
 

@@ -115,7 +115,7 @@ def enrich_albums(ctx):
         db.session.commit()
         db.session.remove()
         tracker.advance(1, enriched=1 if changed else 0, skipped=0 if changed else 1)
-        tracker.set_message(f"{index}/{len(todo)} albums")
+        tracker.set_step_message("enrich", f"{index}/{len(todo)} albums")
         ctx.check()
     for provider in clients:
         if provider not in broken:

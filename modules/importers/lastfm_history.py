@@ -146,7 +146,7 @@ def import_lastfm_history(ctx):
     tracker.complete_step("count", f"{to_fetch:,} listens in {total_batches:,} batches of {lastfm.PAGE_SIZE}")
 
     ctx.ids = IdCache()  # one writer: the job's own thread
-    tracker.start_step("fetch", f"batch {state['batches'] + 1}/{total_batches}")
+    tracker.start_step("fetch", batches_message(state["batches"], total_batches))
     tracker.set_total(to_fetch)
     tracker.advance(min(state["imported"] + state["skipped"], to_fetch))
     _fetch_and_save(ctx, state, fetcher, limit, total_batches)
@@ -196,6 +196,11 @@ def _pages_needed(window, limit):
     return min(window["total_pages"], 1 + -(-(limit - last_page_rows) // lastfm.PAGE_SIZE))
 
 
+def batches_message(saved, total_batches):
+    """The fetch step's message: how many batches are saved (the `batches` counter says the same)."""
+    return f"batch {saved}/{total_batches} saved"
+
+
 def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
     tracker = ctx.tracker
     in_flight = max(1, ctx.settings["LASTFM_CONCURRENCY"])
@@ -219,7 +224,7 @@ def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
                 room = int(limit) - (state["imported"] + state["skipped"])
                 scrobbles = scrobbles[:max(room, 0)]
             _save_page(ctx, state, scrobbles, page)
-            tracker.set_message(f"batch {state['batches']}/{total_batches}")
+            tracker.set_step_message("fetch", batches_message(state["batches"], total_batches))
             ctx.check()
             if limit and state["imported"] + state["skipped"] >= int(limit):
                 break

@@ -73,7 +73,7 @@ def _poll(ctx, network, state):
             pages += [fetcher.fetch(p) for p in range(2, first.total_pages + 1)]
     except LastfmUnavailable as exc:
         state["last_error"] = exc.cause
-        tracker.set_message(f"Last poll failed ({exc.cause}); trying again at the next interval")
+        tracker.set_step_message("follow", f"Last poll failed ({exc.cause}); trying again at the next interval")
         return
     finally:
         fetcher.stopped = True
@@ -89,7 +89,7 @@ def _poll(ctx, network, state):
     state["last_error"] = None
     added = state["imported"] - before
     playing = f"; now playing {now_playing.artist} — {now_playing.title}" if now_playing else ""
-    tracker.set_message(f"Last poll at {time.strftime('%H:%M:%S', time.gmtime(state['last_poll_at']))} UTC: "
+    tracker.set_step_message("follow", f"Last poll at {time.strftime('%H:%M:%S', time.gmtime(state['last_poll_at']))} UTC: "
                         f"{added} new listen{'s' if added != 1 else ''}{playing}")
 
 

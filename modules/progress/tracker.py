@@ -138,6 +138,14 @@ class ProgressTracker:
             self._samples.clear()
             self._changes += 1
 
+    def set_step_message(self, step_id, message):
+        """Change a step's message; the job's status line follows it while it is the current step."""
+        with self._lock:
+            self._steps[step_id].message = message
+            if step_id == self.current_step:
+                self.message = message
+            self._changes += 1
+
     def set_step_progress(self, step_id, progress, message=None):
         with self._lock:
             step = self._steps[step_id]
