@@ -4,7 +4,9 @@ so nothing listens on its port) or answering 503 to everything.
 A short outage is waited out in plain sight ("Last.fm unreachable, waiting N s (try k; ...)")
 and the import ends with every listen. An outage longer than LASTFM_OUTAGE_SECONDS ends the job
 with a message saying what was kept; once Last.fm is back, resuming it gives the full data. Waits
-are made short here (LASTFM_RETRY_BASE_SECONDS=0.05); the code paths are the production ones.
+are made short here (LASTFM_RETRY_BASE_SECONDS=0.05); the code paths are the production ones. The
+last two tests keep the shipped rule's ratios (every duration a hundred times shorter, the tries at
+their default): there the outage budget, not the number of tries, decides when an import gives up.
 """
 from __future__ import annotations
 
@@ -149,3 +151,55 @@ def test_an_outage_past_the_budget_ends_the_job_and_resume_completes_it(new_app,
     assert snap["status"] == "completed", snap["message"]
     assert stored(app) == keys(history)
     assert snap["result"]["imported"] == len(history)
+
+
+# The shipped rule scaled down a hundred times (waits from 1 s doubling to 60 s, 600 s of trying,
+# 20 tries), so its ratios hold: LASTFM_MAX_ATTEMPTS at its default, only the seconds shortened.
+SHIPPED_SCALED = {"LASTFM_RETRY_BASE_SECONDS": 0.01, "LASTFM_RETRY_MAX_SECONDS": 0.6, "LASTFM_OUTAGE_SECONDS": 6,
+                  "LASTFM_CONCURRENCY": 1}
+
+
+def test_with_the_shipped_ratios_the_outage_budget_decides_not_the_tries(new_app, fm):
+    """Ten tries (the old default) would have ended this outage after 243 s (2.4 s here); it is
+    waited out past them, within the 600 s budget, and the import completes."""
+    history = with_ties(2000)
+    fm.add_listens("rj", history)
+    app = new_app(**SHIPPED_SCALED)
+    messages = record_messages(app)
+    reached = down_at_page(fm, 6)
+    job_id = start(app.test_client())
+    assert reached.wait(30)
+    fm.on_arrival = None
+    fm.down("refused")
+    wait_until(lambda: [m for m in messages if "(try 12;" in m], timeout=30)  # past ten tries, still waiting
+    assert all(re.fullmatch(r"Last\.fm unreachable, waiting \d+(\.\d)? s \(try \d+; gives up after 6 s of failures\)", m)
+               for m in messages if "waiting" in m), messages
+    fm.up("refused")
+    snap = wait_for_job(app, job_id, timeout=60)
+    assert snap["status"] == "completed", snap["message"]
+    assert stored(app) == keys(history)
+
+
+def test_with_the_shipped_ratios_a_long_outage_ends_on_the_time_limit(new_app, fm):
+    history = with_ties(2000)
+    fm.add_listens("rj", history)
+    app = new_app(**SHIPPED_SCALED)
+    reached = down_at_page(fm, 6)
+    client = app.test_client()
+    job_id = start(client)
+    assert reached.wait(30)
+    fm.on_arrival = None
+    fm.down("refused")
+    snap = wait_for_job(app, job_id, timeout=60)
+    assert snap["status"] == "error"
+    tries = re.search(r"gave up after \d+ s of failures and (\d+) tries \(the LASTFM_OUTAGE_SECONDS limit of 6 s\)",
+                      snap["message"])
+    assert tries and int(tries.group(1)) < 20, snap["message"]  # the time ended it, before the tries ran out
+    assert "Everything fetched before is saved; resume" in snap["message"]
+    kept = stored(app)
+    assert 0 < len(kept) < len(history) and kept == oldest(fm, len(kept))
+    fm.up("refused")
+    assert client.post(f"/api/v1/jobs/{job_id}/resume").status_code == 202
+    snap = wait_for_job(app, job_id, timeout=60)
+    assert snap["status"] == "completed", snap["message"]
+    assert stored(app) == keys(history)

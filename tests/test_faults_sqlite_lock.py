@@ -7,8 +7,9 @@ once the lock is released everything is saved. A lock held past every try ends t
 message saying what happened and what was kept; the job resumes to the full data.
 
 The lock is taken from the emulator's thread the moment a chosen page is asked for, so it always
-falls mid-import; the progress store is `memory` here, because the database store's own writes
-wait for the same lock (with the database store the page shows the wait once the lock is gone).
+falls mid-import. The timers are tuned short here (a statement waits 0.05 s for the lock, so the
+transaction-level retries show); test_faults_db_lock_server.py is the companion with the shipped
+settings on a real gunicorn gevent server.
 """
 from __future__ import annotations
 
