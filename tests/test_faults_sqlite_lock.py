@@ -198,3 +198,47 @@ def test_an_upload_waits_out_a_lock_taken_while_it_saves(tmp_path, migrated_temp
         with app.app_context():
             from modules.db import db
             db.engine.dispose()
+
+
+def test_a_cancel_is_heard_while_a_statement_waits_for_the_lock(new_app, fm):
+    """With the shipped 30 s lock wait, the batch waits in Python; a cancel ends the job while the
+    lock is still held, and what was committed before stays."""
+    history = with_ties(2000)
+    fm.add_listens("rj", history)
+    app = new_app(LASTFM_CONCURRENCY=1, PROGRESS_STORE="memory", JOB_HEARTBEAT_SECONDS=0.2)
+    messages = record_messages(app)
+    locker = Locker(app.instance_path + "/sillon.db")
+    lock_at_page(fm, locker, 6)
+    client = app.test_client()
+    job_id = start(client)
+    try:
+        wait_until(lambda: [m for m in messages if m.startswith("Database busy, waiting ")], timeout=30)
+        # The cancel's own record waits for the lock too: asked from another thread (another page).
+        answers = []
+        asking = threading.Thread(target=lambda: answers.append(app.test_client().post(f"/api/v1/jobs/{job_id}/cancel")))
+        asking.start()
+        snap = wait_until(lambda: (s := snapshot(client, job_id))["status"] in ("cancelled", "error", "completed")
+                          and s, timeout=20)
+        assert snap["status"] == "cancelled", snap["message"]  # ended while the lock is still held
+        assert not answers  # the cancel's record is still waiting for the lock
+    finally:
+        locker.release()
+    asking.join(60)
+    assert answers and answers[0].status_code == 202, answers
+    kept = stored(app)
+    assert 0 < len(kept) < len(history) and len(kept) % 200 == 0 and kept == oldest(fm, len(kept))
+
+
+def test_a_change_from_a_page_past_the_lock_wait_answers_503(new_app, fm):
+    app = new_app(**FAST)
+    locker = Locker(app.instance_path + "/sillon.db")
+    locker.take()
+    client = app.test_client()
+    try:
+        r = client.post("/api/v1/services/tracker/interval", query_string={"seconds": 300})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.get_data(as_text=True)
+        assert "The database is busy" in r.get_json()["error"] and "Nothing was changed" in r.get_json()["error"]
+    finally:
+        locker.release()
+    r = client.post("/api/v1/services/tracker/interval", query_string={"seconds": 300})
+    assert r.status_code == 200 and r.get_json()["interval_seconds"] == 300, r.get_json()

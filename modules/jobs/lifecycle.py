@@ -231,12 +231,12 @@ def cancel_job(job_id):
         return job.status
     if job.status == QUEUED and job.owner == BROKER_OWNER and _cancel_in_broker(job_id):
         return CANCELLED
-    job.cancel_requested = True
-    db.session.commit()
     with _local_lock:
         tracker = _local.get(job_id)
-    if tracker is not None:
+    if tracker is not None:  # first: a job of this process stops even while the database is locked
         tracker.request_cancel()
+    job.cancel_requested = True
+    db.session.commit()
     return "cancelling"
 
 
