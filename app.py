@@ -19,6 +19,7 @@ from modules.web import init_app as init_web
 ROOT = Path(__file__).resolve().parent
 __version__ = VERSION
 log = logging.getLogger("sillon")
+STORE_BUSY_SECONDS = 0.5
 
 
 def engine_options(url):
@@ -48,7 +49,7 @@ def create_app(config=None):
         MIGRATIONS_DIR=ROOT / "migrations",
         UPLOAD_DIR=instance / "uploads",
         SILLON_VERSION=__version__,
-        SQLITE_BUSY_TIMEOUT_MS=int(settings["SQLITE_BUSY_TIMEOUT_SECONDS"] * 1000),
+        SQLITE_BUSY_TIMEOUT_SECONDS=settings["SQLITE_BUSY_TIMEOUT_SECONDS"],
     )
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)
@@ -56,7 +57,11 @@ def create_app(config=None):
     if settings["JOB_RUNNER"] == "celery" and settings["PROGRESS_STORE"] == "memory":
         raise RuntimeError("JOB_RUNNER=celery needs a shared progress store: PROGRESS_STORE=redis or database")
     with app.app_context():
-        store = make_store(settings["PROGRESS_STORE"], engine=db_module.db.engine, redis_url=settings["REDIS_URL"],
+        # The progress store's writes wait briefly for a lock: while another program holds the
+        # database, the latest progress still reaches this process's pages (store.publish), and
+        # the tracker publishes it again later.
+        store_engine = db_module.db.engine.execution_options(**{db_module.BUSY_SECONDS: STORE_BUSY_SECONDS})
+        store = make_store(settings["PROGRESS_STORE"], engine=store_engine, redis_url=settings["REDIS_URL"],
                            **({"poll_interval": settings["PROGRESS_POLL_INTERVAL"]}
                               if settings["PROGRESS_STORE"] == "database" else {}))
     app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner(settings["JOB_RUNNER"], settings=settings)}

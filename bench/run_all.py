@@ -9,7 +9,8 @@ crashed or timed out without writing fresh results.
     .venv/bin/python bench/run_all.py            # every bench
     .venv/bin/python bench/run_all.py sse        # only bench/bench_sse.py
 
-bench_soak.py runs for 30 minutes: it only runs when named (`run_all.py soak`).
+bench_soak.py runs for 30 minutes: it only runs when named (`run_all.py soak`). bench_db_lock.py
+(pages during a 20 s SQLite lock, about a minute) runs with the others.
 """
 from __future__ import annotations
 

@@ -331,10 +331,20 @@ def client(app):
 
 
 def wait_for_job(app, job_id, timeout=30):
-    """Join the job's thread and return its final snapshot."""
+    """The job's final snapshot, once it has ended; fails the test if it has not within `timeout` s."""
+    from modules.progress import FINAL_STATUSES
+
+    deadline = time.monotonic() + timeout
     app.extensions["sillon"]["runner"].join(job_id, timeout)
-    with app.app_context():
-        return app.extensions["sillon"]["progress_store"].get(job_id)
+    while True:
+        with app.app_context():
+            snap = app.extensions["sillon"]["progress_store"].get(job_id)
+        if snap is not None and snap["status"] in FINAL_STATUSES:
+            return snap
+        assert time.monotonic() < deadline, (
+            f"job {job_id} has not ended within {timeout} s: "
+            f"{(snap['status'], snap['message']) if snap else 'no snapshot'}")
+        time.sleep(0.02)
 
 
 def upload(client, *files):

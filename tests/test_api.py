@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -82,8 +83,13 @@ def test_unknown_job_is_404_json(client):
 def test_pages_render_empty_and_full(client, loaded):
     journal = loaded.get("/journal").get_data(as_text=True)
     assert "Friday, January 3, 2020" in journal and "Shiva-Loka" in journal
-    for path in ("/settings", "/jobs"):
-        assert loaded.get(path).status_code == 200
+    jobs = loaded.get("/jobs")
+    assert jobs.status_code == 200
+    jobs = " ".join(re.sub(r"<[^>]+>", " ", jobs.get_data(as_text=True)).split())
+    assert "Import of uploaded files completed" in jobs and "1 job" in jobs  # the upload, listed
+    settings = loaded.get("/settings")
+    assert settings.status_code == 200
+    assert "4 albums are waiting for enrichment." in settings.get_data(as_text=True)  # the upload's albums
 
 
 def test_empty_journal_leads_to_first_import(client):

@@ -369,7 +369,7 @@ def test_phone_width_settings_collection_and_album_do_not_scroll_sideways(server
     final = sync_in_page(phone, server)
     assert final["status"] == "completed", final
     assert final["counters"].get("added") == ITEMS + 1, final
-    waiting = [s["text"] for s in phone.states if re.search(r"waiting .*Discogs", s["text"], re.I)]
+    waiting = [s["text"] for s in phone.states if re.search(r"Discogs: .*, waiting \d", s["text"], re.I)]
     assert waiting, f"the wait for Discogs was never shown: {[s['text'] for s in phone.states]}"
     no_horizontal_scroll(phone)
     shot(phone, "settings-discogs-phone")

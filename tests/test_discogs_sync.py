@@ -7,6 +7,7 @@ threads of this process; `wait_for_job` joins them.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -140,13 +141,24 @@ def test_first_sync_stores_every_item_with_the_listing_fields(new_app, dc):
     from modules.models import Album, CollectionItem
 
     dc.add_items(generate_items(250, duplicate_every=10, image_base=dc.image_base))
-    app = new_app()
+    app = new_app(PROGRESS_PUBLISH_INTERVAL=0.005)
     client = app.test_client()
     assert client.get(PROGRESS).get_json()["status"] == "idle"
+    from tests.test_lastfm_import import record_snapshots, step_of
 
+    snaps = record_snapshots(app)
     snap = run_sync(app)
     result = snap["result"]
     assert result["added"] == 250 and result["skipped"] == 0 and result["errors"] == 0
+    # The read step's message is the current one: its pages and added agree with the counters
+    # (the count is set just before the message, so a snapshot may see it one page ahead).
+    for s in snaps:
+        if step_of(s, "read")["status"] == "in_progress":
+            m = re.fullmatch(r"(\d+)/3 pages read(?:, (\d+) added)?", step_of(s, "read")["message"])
+            assert m, step_of(s, "read")["message"]
+            shown, added = int(m.group(2) or 0), s["counters"].get("added", 0)
+            assert shown <= added <= shown + 100 and s["done"] - 100 <= min(100 * int(m.group(1)), 250) <= s["done"], s
+    assert step_of(snap, "read")["message"] == "250 added"
     assert result["total"] == 250 and result["gone_from_discogs"] == 0 and result["gone"] == []
     assert result["user"] == "collector"
     assert snap["counters"]["added"] == 250 and snap["counters"]["errors"] == 0

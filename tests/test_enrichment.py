@@ -7,6 +7,7 @@ Jobs run in threads of this process; `wait_for_job` joins them.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -172,11 +173,17 @@ def test_every_provider_enriches_albums_from_every_source(new_app, emus):
     before = albums(app)
     assert set(before) == set(ALL_ALBUMS)
     reset(emus)
+    from tests.test_lastfm_import import record_snapshots, step_of
 
+    snaps = record_snapshots(app)
     snap = enrich(app)
     result = snap["result"]
     assert result["albums"] == len(ALL_ALBUMS) and result["errors"] == 0
     assert result["providers"] == {"spotify": "on", "lastfm": "on", "ai": "on"}
+    for s in snaps:  # the enrich step's "i/N albums" is the current count (set just after it)
+        if step_of(s, "enrich")["status"] == "in_progress":
+            shown = int(re.fullmatch(rf"(\d+)/{len(ALL_ALBUMS)} albums", step_of(s, "enrich")["message"]).group(1))
+            assert s["done"] - 1 <= shown <= s["done"], (step_of(s, "enrich")["message"], s["done"])
     assert {k: s["status"] for k, s in substeps(snap).items()} == {
         "spotify": "completed", "lastfm": "completed", "ai": "completed"}
     assert snap["redirect_url"] == "/collection"

@@ -1,10 +1,12 @@
 """Last.fm down for a while in the middle of an import: refusing connections (its server stopped,
 so nothing listens on its port) or answering 503 to everything.
 
-A short outage is waited out in plain sight ("waiting N s — Last.fm unreachable, attempt k of n")
+A short outage is waited out in plain sight ("Last.fm unreachable, waiting N s (try k; ...)")
 and the import ends with every listen. An outage longer than LASTFM_OUTAGE_SECONDS ends the job
 with a message saying what was kept; once Last.fm is back, resuming it gives the full data. Waits
-are made short here (LASTFM_RETRY_BASE_SECONDS=0.05); the code paths are the production ones.
+are made short here (LASTFM_RETRY_BASE_SECONDS=0.05); the code paths are the production ones. The
+last two tests keep the shipped rule's ratios (every duration a hundred times shorter, the tries at
+their default): there the outage budget, not the number of tries, decides when an import gives up.
 """
 from __future__ import annotations
 
@@ -103,7 +105,7 @@ def test_a_short_outage_is_waited_out_visibly_and_the_import_completes(new_app, 
     fm.on_arrival = None
     fm.down(mode)
     waiting = wait_until(lambda: [m for m in messages if re.fullmatch(
-        rf"waiting \d+(\.\d)? s — {WHY[mode]}, attempt [3-9] of 40", m)], timeout=30)
+        rf"{WHY[mode]}, waiting \d+(\.\d)? s \(try [3-9]; gives up after 120 s of failures\)", m)], timeout=30)
     assert waiting
     kept = stored(app)
     assert len(kept) < len(history)
@@ -120,8 +122,8 @@ def test_a_short_outage_is_waited_out_visibly_and_the_import_completes(new_app, 
 def test_an_outage_past_the_budget_ends_the_job_and_resume_completes_it(new_app, fm, mode):
     history = with_ties(2000)
     fm.add_listens("rj", history)
-    # Waits of 0.05, 0.1, 0.2, 0.4 s fit in a 1 s budget; the next (0.8 s) does not (on a slow
-    # machine the fourth may not fit either).
+    # Waits of 0.05, 0.1, 0.2, 0.4 s fit in a 1 s budget; the next (0.8 s) is cut to what is left,
+    # so the last try falls at the budget's end (on a slow machine the fourth may be cut already).
     app = new_app(LASTFM_MAX_ATTEMPTS=100, LASTFM_OUTAGE_SECONDS=1, **FAST)
     messages = record_messages(app)
     reached = down_at_page(fm, 6)
@@ -134,10 +136,10 @@ def test_an_outage_past_the_budget_ends_the_job_and_resume_completes_it(new_app,
     snap = wait_for_job(app, job_id, timeout=60)
     assert snap["status"] == "error"
     message = snap["message"]
-    assert "kept failing" in message and re.search(r"after [45] tries", message), message
+    assert "kept failing" in message and re.search(r"and [4-6] tries \(the LASTFM_OUTAGE_SECONDS limit", message), message
     assert ("could not reach Last.fm" if mode == "refused" else "503") in message, message
     assert "saved" in message and "resume" in message, message
-    assert [m for m in messages if "attempt 3 of 100" in m and WHY[mode] in m]
+    assert [m for m in messages if "(try 3;" in m and WHY[mode] in m]
     kept = stored(app)
     assert 0 < len(kept) < len(history) and len(kept) % 200 == 0
     assert kept == oldest(fm, len(kept))  # whole pages, the oldest, nothing else
@@ -149,3 +151,55 @@ def test_an_outage_past_the_budget_ends_the_job_and_resume_completes_it(new_app,
     assert snap["status"] == "completed", snap["message"]
     assert stored(app) == keys(history)
     assert snap["result"]["imported"] == len(history)
+
+
+# The shipped rule scaled down a hundred times (waits from 1 s doubling to 60 s, 600 s of trying,
+# 20 tries), so its ratios hold: LASTFM_MAX_ATTEMPTS at its default, only the seconds shortened.
+SHIPPED_SCALED = {"LASTFM_RETRY_BASE_SECONDS": 0.01, "LASTFM_RETRY_MAX_SECONDS": 0.6, "LASTFM_OUTAGE_SECONDS": 6,
+                  "LASTFM_CONCURRENCY": 1}
+
+
+def test_with_the_shipped_ratios_the_outage_budget_decides_not_the_tries(new_app, fm):
+    """Ten tries (the old default) would have ended this outage after 243 s (2.4 s here); it is
+    waited out past them, within the 600 s budget, and the import completes."""
+    history = with_ties(2000)
+    fm.add_listens("rj", history)
+    app = new_app(**SHIPPED_SCALED)
+    messages = record_messages(app)
+    reached = down_at_page(fm, 6)
+    job_id = start(app.test_client())
+    assert reached.wait(30)
+    fm.on_arrival = None
+    fm.down("refused")
+    wait_until(lambda: [m for m in messages if "(try 12;" in m], timeout=30)  # past ten tries, still waiting
+    assert all(re.fullmatch(r"Last\.fm unreachable, waiting \d+(\.\d)? s \(try \d+; gives up after 6 s of failures\)", m)
+               for m in messages if "waiting" in m), messages
+    fm.up("refused")
+    snap = wait_for_job(app, job_id, timeout=60)
+    assert snap["status"] == "completed", snap["message"]
+    assert stored(app) == keys(history)
+
+
+def test_with_the_shipped_ratios_a_long_outage_ends_on_the_time_limit(new_app, fm):
+    history = with_ties(2000)
+    fm.add_listens("rj", history)
+    app = new_app(**SHIPPED_SCALED)
+    reached = down_at_page(fm, 6)
+    client = app.test_client()
+    job_id = start(client)
+    assert reached.wait(30)
+    fm.on_arrival = None
+    fm.down("refused")
+    snap = wait_for_job(app, job_id, timeout=60)
+    assert snap["status"] == "error"
+    tries = re.search(r"gave up after \d+ s of failures and (\d+) tries \(the LASTFM_OUTAGE_SECONDS limit of 6 s\)",
+                      snap["message"])
+    assert tries and int(tries.group(1)) < 20, snap["message"]  # the time ended it, before the tries ran out
+    assert "Everything fetched before is saved; resume" in snap["message"]
+    kept = stored(app)
+    assert 0 < len(kept) < len(history) and kept == oldest(fm, len(kept))
+    fm.up("refused")
+    assert client.post(f"/api/v1/jobs/{job_id}/resume").status_code == 202
+    snap = wait_for_job(app, job_id, timeout=60)
+    assert snap["status"] == "completed", snap["message"]
+    assert stored(app) == keys(history)

@@ -52,16 +52,33 @@ def server(server_factory):
     end_active_jobs(server.url)
 
 
+COUNTS = ("greenlets", "threads", "os_threads")
+
+
+def at_rest(url, timeout=30):
+    """The worker's counts at rest: no stream open, and the same counts twice in a row half a
+    second apart. Fails the test if it does not come to rest within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    previous = None
+    while True:
+        now = health(url)
+        quiet = now["open_streams"] == 0 and now["store_subscriptions"] == 0
+        if quiet and previous is not None and all(now[k] == previous[k] for k in COUNTS):
+            return now
+        previous = now if quiet else None
+        assert time.monotonic() < deadline, f"the worker did not come to rest within {timeout} s: {now}"
+        time.sleep(0.5)
+
+
 def settled(url, before, timeout=30):
-    """Poll health until the counts are back to `before` (or the timeout); returns the last counts."""
+    """Poll health until the counts are back to `before`; fails the test if they are not within `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         now = health(url)
-        back = (now["open_streams"] == 0 and now["store_subscriptions"] == 0
-                and now["greenlets"] <= before["greenlets"] and now["threads"] <= before["threads"]
-                and now["os_threads"] <= before["os_threads"])
-        if back or time.monotonic() > deadline:
+        if (now["open_streams"] == 0 and now["store_subscriptions"] == 0
+                and all(now[k] <= before[k] for k in COUNTS)):
             return now
+        assert time.monotonic() < deadline, f"not back to {before} within {timeout} s: {now}"
         time.sleep(0.25)
 
 
@@ -70,8 +87,7 @@ def test_a_thousand_stream_cycles_leave_no_stream_greenlet_or_thread_behind(serv
     path = job["events_url"]
     for _ in range(5):  # warm up: the store's watcher, the worker's first streams
         read_first_event(server.url, path)
-    before = settled(server.url, health(server.url), timeout=5)
-    assert before["open_streams"] == 0 and before["store_subscriptions"] == 0, before
+    before = at_rest(server.url)
 
     # The count is real: 20 streams held open are 20 open streams and 20 subscriptions.
     held = [requests.get(server.url + path, stream=True, timeout=10, headers={"Connection": "close"})

@@ -52,7 +52,7 @@ def test_the_journal_moves_without_a_reload(browser, server_factory):
     older.evaluate("window.__sameDocument = 'still here'")
 
     # A scrobble from a script, with a name that is HTML.
-    submit(server, "single", [{"listened_at": now - 30, "track_metadata": {
+    submit(server, "single", [{"listened_at": now - 300, "track_metadata": {
         "artist_name": XSS_ARTIFACT, "track_name": "Live Scrobble", "release_name": "Mezzanine"}}])
     first = page.locator("ol.listens li").first
     expect(first.locator(".title")).to_have_text("Live Scrobble", timeout=TIMEOUT_MS)
@@ -68,9 +68,10 @@ def test_the_journal_moves_without_a_reload(browser, server_factory):
     expect(banner.locator(".title")).to_have_text("Roads")
     expect(banner).to_contain_text("Navidrome")
 
-    # An upload's listens arrive the same way.
+    # An upload's listens arrive the same way. The CSV has minutes only: `now` rounded down to its
+    # minute is still after the scrobble above, so the upload's listen comes first.
     upload = requests.post(f"{server.url}/api/v1/imports", timeout=60,
-                           files={"files": ("scrobbles.csv", f"Björk,Homogenic,Jóga,{time.strftime('%d %b %Y %H:%M', time.gmtime(now - 10))}\n")})
+                           files={"files": ("scrobbles.csv", f"Björk,Homogenic,Jóga,{time.strftime('%d %b %Y %H:%M', time.gmtime(now))}\n")})
     assert upload.status_code == 202, upload.text
     expect(page.locator("ol.listens li").first.locator(".title")).to_have_text("Jóga", timeout=TIMEOUT_MS)
     expect(page.locator("#listen-total")).to_have_attribute("data-total", "122")

@@ -36,13 +36,36 @@ def test_uts_layout_and_its_edge_rows():
     assert "no artist" in bad[7]
 
 
-def test_bom_crlf_and_latin1_bytes_are_read(tmp_path):
+UNDECODABLE = "undecodable bytes in this row (is the file really UTF-8?)"
+
+
+def test_bom_crlf_and_undecodable_bytes(tmp_path):
+    """A BOM and CRLF are read; a row with bytes that are not UTF-8 is a row error, as in every format."""
     path = tmp_path / "export.csv"
     path.write_bytes("\ufeffSigur Rós,Ágætis byrjun,Svefn-g-englar,01 Jan 2001 00:00\r\n".encode()
-                     + b"Caf\xe9 Tacuba,Re,La Ingrata,02 Jan 2001 10:30\r\n")
+                     + b"Caf\xe9 Tacuba,Re,La Ingrata,02 Jan 2001 10:30\r\n"
+                     + "Café Tacuba,Re,Chilanga Banda,02 Jan 2001 10:35\r\n".encode())
     parsed = rows(path)
     assert parsed[0][1].artist == "Sigur Rós"
-    assert parsed[1][1].artist.startswith("Caf")  # undecodable byte replaced, row kept
+    assert parsed[1][0] == 2 and isinstance(parsed[1][1], lastfm_csv.RowError)
+    assert str(parsed[1][1]) == UNDECODABLE
+    assert parsed[2][1].artist == "Café Tacuba" and parsed[2][1].title == "Chilanga Banda"  # the next row is fine
+
+
+def test_an_upload_counts_undecodable_rows_as_row_errors(client):
+    """Through the app: the bad row is counted and sampled with its line; the rest is imported."""
+    from tests.conftest import upload, wait_for_job
+
+    header = b"uts,utc_time,artist,artist_mbid,album,album_mbid,track,track_mbid\n"
+    good = [f"{1700000000 + i},x,Artist {i},,Album,,Track {i},\n".encode() for i in range(4)]
+    bad = b"1700000100,x,Bj\xf6rk,,Homogenic,,J\xf3ga,\n"  # Latin-1, not UTF-8
+    r = upload(client, ("scrobbles.csv", header + good[0] + good[1] + bad + good[2] + good[3]))
+    assert r.status_code == 202, r.get_json()
+    snap = wait_for_job(client.application, r.get_json()["job_id"])
+    assert snap["status"] == "completed", snap["message"]
+    assert snap["result"]["imported"] == 4 and snap["result"]["errors"] == 1, snap["result"]
+    sample = snap["errors_sample"]
+    assert sample == [{"message": UNDECODABLE, "file": "scrobbles.csv", "line": 4}], sample
 
 
 @pytest.mark.parametrize("content, message", [

@@ -9,7 +9,6 @@ import calendar
 import json
 import shutil
 import time
-from itertools import pairwise
 
 import pytest
 import requests
@@ -190,10 +189,8 @@ def api(server):
 # --------------------------------------------------------------------------- tests
 def test_events_arrive_in_order_and_end_with_done(api):
     job = start_check(api, duration=1.5, rate=50)
-    started = time.monotonic()
     with EventStream(api + job["events_url"]) as stream:
         blocks = stream.read_to_end(timeout=10)  # it closes by itself once the job ends
-    took = time.monotonic() - started
 
     assert blocks[0]["retry"] > 0
     events = events_of(blocks)
@@ -218,7 +215,6 @@ def test_events_arrive_in_order_and_end_with_done(api):
     assert counted["updates"] == (75, 75), "the finished step does not keep its final count"
     assert done["data"] == {"status": "completed", "redirect_url": None, "message": last["message"],
                             "version": last["version"]}
-    assert took < 1.5 + 3
     assert snapshot(api, job["job_id"]) == last  # the polling view agrees with the stream
 
 
@@ -230,7 +226,11 @@ def test_reconnect_with_last_event_id_does_not_replay(api):
     assert seen[0]["id"] < seen[1]["id"]
     last_id = seen[1]["id"]
 
-    time.sleep(0.3)  # the job moves on while the client is away
+    # The job moves on while the client is away.
+    deadline = time.monotonic() + 10
+    while snapshot(api, job["job_id"])["version"] <= last_id + 2:
+        assert time.monotonic() < deadline, "the job did not move on"
+        time.sleep(0.02)
     with EventStream(url, last_event_id=last_id) as stream:
         blocks = stream.read_to_end()
     events = events_of(blocks)
@@ -296,8 +296,6 @@ def test_heartbeat_comments_while_idle(api):
     progress = [b for b in blocks if b.get("event") == "progress"]
     between = [h for h in heartbeats if progress[0]["at"] < h["at"] < progress[-1]["at"]]
     assert between, "no heartbeat between two progress events"
-    gaps = [b["at"] - a["at"] for a, b in pairwise(blocks)]
-    assert max(gaps) < HEARTBEAT + 1.0, f"the stream was silent for {max(gaps):.2f}s"
     assert_ordered(events_of(blocks))
 
 
@@ -321,11 +319,10 @@ def test_waiting_streams_hold_no_database_connection(api, app):
         first_ids = [stream.next_event()["id"] for stream in streams]  # each is past its connect phase
         for _ in range(3):
             for path in ("/api/v1/listens", "/api/v1/jobs", f"/api/v1/jobs/{job['job_id']}"):
-                started = time.monotonic()
+                # Answered while the 30 streams are open (a pool held by them would make it wait
+                # 30 s for a connection: the 5 s timeout fails the test first).
                 r = http.get(api + path, timeout=5)
-                took = time.monotonic() - started
                 assert r.status_code == 200, r.text
-                assert took < 2, f"GET {path} took {took:.1f}s with 30 open streams"
         for stream, first_id in zip(streams, first_ids, strict=True):  # every stream still follows the job
             assert stream.next_event()["id"] > first_id
 
@@ -343,16 +340,16 @@ def test_cancel_ends_the_stream_with_cancelled(api):
     with EventStream(api + job["events_url"]) as stream:
         assert stream.next_event()["data"]["status"] in ("queued", "running")
         stream.next_event()
-        asked = time.monotonic()
         r = http.post(f"{api}/api/v1/jobs/{job['job_id']}/cancel", timeout=5)
         assert r.status_code == 202 and r.json()["status"] == "cancelling"
+        at_cancel = snapshot(api, job["job_id"])["counters"].get("updates", 0)
         blocks = stream.read_to_end(timeout=5)
-    ended = blocks[-1]["at"] - asked
     events = events_of(blocks)
     assert events[-1]["event"] == "done" and events[-1]["data"]["status"] == "cancelled"
-    assert ended < 1.5, f"the stream ended {ended:.2f}s after the cancel"
     final = snapshot(api, job["job_id"])
     assert final["status"] == "cancelled" and final["version"] == events[-1]["id"]
+    # Heard at the job's next check: a few updates after the cancel, not the 300 it had left.
+    assert at_cancel <= final["counters"]["updates"] <= at_cancel + 5 < 300, (at_cancel, final["counters"])
     # The kind is free again, and cancelling an ended job changes nothing.
     again = http.post(f"{api}/api/v1/jobs/{job['job_id']}/cancel", timeout=5)
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
@@ -366,23 +363,26 @@ def test_streams_and_requests_stay_live_during_a_big_import(api):
                   timeout=30)
     assert r.status_code == 202, r.text
     job = r.json()
-    started, stream = time.monotonic(), None
+    stream = None
     try:
         stream = EventStream(api + job["events_url"], read_timeout=2)
         first = stream.next_event(timeout=2)
         assert first["data"]["status"] in ("queued", "running")
-        assert time.monotonic() - started < 1, "the stream took over 1 s to open"
-        watch_until = time.monotonic() + 2.5
-        blocks = [first]
+        # While the import runs: several progress events, and a snapshot request answered in
+        # between, all before the job's end. A worker held by the import would send nothing
+        # until the end (or time out a read: 2 s).
+        running = []
         for block in stream:
-            blocks.append(block)
-            if time.monotonic() > watch_until or block.get("event") == "done":
+            data = block.get("data") or {}
+            if block.get("event") != "progress" or data.get("status") != "running":
+                continue
+            running.append(data["version"])
+            if len(running) == 2:
+                polled = snapshot(api, job["job_id"], timeout=2)
+                assert polled["status"] == "running", polled["status"]
+            if len(running) == 4:
                 break
-        gaps = [b["at"] - a["at"] for a, b in pairwise(blocks)]
-        assert max(gaps) < 1.5, f"the stream was silent for {max(gaps):.2f}s while the import ran"
-        t = time.monotonic()
-        snapshot(api, job["job_id"], timeout=2)
-        assert time.monotonic() - t < 1, "a snapshot request took over 1 s while the import ran"
+        assert len(running) == 4 and running == sorted(set(running)), running  # two after the request
     except requests.RequestException as exc:  # a read timed out: the worker did not answer for 2 s
         pytest.fail(f"the server did not answer for 2 s while the import ran: {exc!r}")
     finally:

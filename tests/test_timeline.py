@@ -42,7 +42,10 @@ def test_timeline_page(loaded, client):
     page = client.get("/timeline?unit=month").get_data(as_text=True)
     assert 'data-total="5"' in page and page.count('class="bar-col"') == 4
     assert 'data-date="2024-03-01" data-count="0"' in page
-    assert client.get("/timeline?unit=nonsense").status_code == 200
+    nonsense = client.get("/timeline?unit=nonsense")  # an unknown unit shows months, not an error
+    assert nonsense.status_code == 200
+    shown = nonsense.get_data(as_text=True)
+    assert 'aria-current="true">Months' in shown and 'data-total="5"' in shown and shown.count('class="bar-col"') == 4
 
 
 def test_empty_timeline_leads_to_import(client):

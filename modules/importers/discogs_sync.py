@@ -18,8 +18,9 @@ from ..db import db, insert_ignoring_conflicts
 from ..models import CollectionItem
 from ..names import name_key
 from ..sources import discogs
+from ..sources.errors import Retryable
+from ..waiting import GaveUp, Patience, call_with_retries, tracker_waits
 from .listens import ensure_albums
-from .waiting import GaveUp, call_with_retries
 
 STEPS = (("connect", "Connect to Discogs", 0.2), ("read", "Read the collection", 4.0), ("finish", "Finish", 0.1))
 GONE_LISTED = 100
@@ -32,10 +33,14 @@ def sync_collection(ctx):
     for name in ("added", "skipped", "errors"):
         tracker.incr(name, 0)
 
+    patience = Patience(s["DISCOGS_RETRY_BASE_SECONDS"], 60.0, s["DISCOGS_MAX_ATTEMPTS"],
+                        tries_setting="DISCOGS_MAX_ATTEMPTS")
+
     def retrying(call):
         try:
-            return call_with_retries(call, tracker, service="Discogs", base_delay=s["DISCOGS_RETRY_BASE_SECONDS"],
-                                     max_attempts=s["DISCOGS_MAX_ATTEMPTS"], should_stop=lambda: tracker.cancel_requested)
+            return call_with_retries(call, patience, on_wait=tracker_waits(tracker, patience), check=ctx.check,
+                                     reason=lambda e: f"Discogs: {e.why}" if isinstance(e, Retryable) else None,
+                                     hint=lambda e: e.wait)
         except GaveUp as exc:
             raise discogs.SourceError(f"{exc}. Everything added before is kept; start the sync again later.") from None
 
@@ -48,7 +53,7 @@ def sync_collection(ctx):
     total = retrying(lambda: listing.count)
     tracker.complete_step("connect", f"{user}: {total:,} items in {pages:,} pages")
 
-    tracker.start_step("read", f"page 1/{pages}")
+    tracker.start_step("read", f"0/{pages} pages read")
     tracker.set_total(total)
     known = set(db.session.execute(sa.select(CollectionItem.instance_id)).scalars())
     db.session.remove()
@@ -78,7 +83,7 @@ def sync_collection(ctx):
         added += created
         held += held_here
         tracker.advance(len(raw), added=created, skipped=len(raw) - len(new_rows) - held_here)
-        tracker.set_message(f"page {page}/{pages}: {added:,} added")
+        tracker.set_step_message("read", f"{page}/{pages} pages read, {added:,} added")
         ctx.check()
     tracker.complete_step("read", f"{added:,} added")
 

@@ -17,7 +17,7 @@ from ..db import db
 from ..models import Album, Artist, CollectionItem
 from ..sources import ai, lastfm, spotify
 from ..sources.errors import Retryable, SourceError
-from .waiting import GaveUp, call_with_retries
+from ..waiting import GaveUp, Patience, call_with_retries, tracker_waits
 
 STEPS = (("select", "Choose albums", 0.2), ("enrich", "Enrich albums", 5.0), ("finish", "Finish", 0.1))
 PROVIDERS = (("spotify", "Spotify images and links"), ("lastfm", "Last.fm covers"), ("ai", "AI descriptions"))
@@ -115,7 +115,7 @@ def enrich_albums(ctx):
         db.session.commit()
         db.session.remove()
         tracker.advance(1, enriched=1 if changed else 0, skipped=0 if changed else 1)
-        tracker.set_message(f"{index}/{len(todo)} albums")
+        tracker.set_step_message("enrich", f"{index}/{len(todo)} albums")
         ctx.check()
     for provider in clients:
         if provider not in broken:
@@ -137,9 +137,12 @@ def _enrich_one(ctx, provider, client, album, artist, s, language):
     """Ask one provider for what this album misses; True if something was stored."""
     tracker = ctx.tracker
 
+    patience = Patience(s["ENRICH_RETRY_BASE_SECONDS"], 60.0, s["ENRICH_MAX_ATTEMPTS"], tries_setting="ENRICH_MAX_ATTEMPTS")
+
     def retrying(call, service):
-        return call_with_retries(call, tracker, service=service, base_delay=s["ENRICH_RETRY_BASE_SECONDS"],
-                                 max_attempts=s["ENRICH_MAX_ATTEMPTS"], should_stop=lambda: tracker.cancel_requested)
+        return call_with_retries(call, patience, on_wait=tracker_waits(tracker, patience), check=ctx.check,
+                                 reason=lambda e: f"{service}: {e.why}" if isinstance(e, Retryable) else None,
+                                 hint=lambda e: e.wait)
 
     if provider == "spotify":
         match = retrying(lambda: spotify.find_album(client, artist.name, album.title), "Spotify")

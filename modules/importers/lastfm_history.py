@@ -18,9 +18,9 @@ from ..db import db
 from ..models import Job, Listen
 from ..sources import lastfm
 from ..sources.errors import SourceError
+from ..waiting import GaveUp, Patience, call_with_retries, wait_message
 from . import listen_feed
 from .listens import IdCache, write_plays
-from .waiting import wait_message
 
 STEPS = (("connect", "Connect to Last.fm", 0.2), ("count", "Count listens", 0.2),
          ("fetch", "Fetch and save batches", 5.0), ("finish", "Finish", 0.1))
@@ -61,9 +61,11 @@ class PageFetcher:
         s = ctx.settings
         self.network, self.username, self.ctx, self.window = network, username, ctx, window
         self.pacer = lastfm.RequestPacer(s["LASTFM_REQUESTS_PER_SECOND"])
-        self.base_delay = s["LASTFM_RETRY_BASE_SECONDS"]
-        self.max_attempts = s["LASTFM_MAX_ATTEMPTS"]
-        self.outage_seconds = s["LASTFM_OUTAGE_SECONDS"]
+        # The outage budget decides how long a failing request is waited out; the tries only
+        # bound a burst of quick failures (see docs/faults.md).
+        self.patience = Patience(s["LASTFM_RETRY_BASE_SECONDS"], s["LASTFM_RETRY_MAX_SECONDS"],
+                                 s["LASTFM_MAX_ATTEMPTS"], s["LASTFM_OUTAGE_SECONDS"],
+                                 tries_setting="LASTFM_MAX_ATTEMPTS", seconds_setting="LASTFM_OUTAGE_SECONDS")
         self.stopped = False
 
     def fetch(self, page):
@@ -73,44 +75,42 @@ class PageFetcher:
     def playcount(self):
         return self._with_retries(lambda: lastfm.fetch_playcount(self.network, self.username))
 
-    def _with_retries(self, request):
-        tracker = self.ctx.tracker
-        started = time.monotonic()
-        for attempt in range(1, self.max_attempts + 1):
-            if self.stopped:
-                raise LastfmUnavailable("stopped")
-            self.ctx.check()  # a cancel is heard even while Last.fm is being waited out
-            self.pacer.acquire()
-            try:
-                return request()
-            except lastfm.LastfmTemporaryError as exc:
-                delay = min(self.base_delay * 2 ** (attempt - 1), 60.0)
-                waited = time.monotonic() - started
-                # A whole outage is bounded too: by tries, and by LASTFM_OUTAGE_SECONDS of waiting.
-                if attempt == self.max_attempts or waited + delay > self.outage_seconds:
-                    raise LastfmUnavailable(
-                        f"Last.fm kept failing ({exc}) after {attempt} tries over {waited:.0f} s. "
-                        "Everything fetched before is saved; resume the job to continue where it stopped.",
-                        cause=str(exc)) from None
-                if exc.rate_limited:
-                    why = "Last.fm rate limit"
-                    self.pacer.pause(delay)  # every fetcher backs off, not just this one
-                elif exc.unreachable:
-                    why = "Last.fm unreachable"
-                else:
-                    why = f"Last.fm error {exc.code or 'unreadable answer'}"
-                tracker.incr("retries")
-                tracker.set_message(wait_message(delay, why, attempt, self.max_attempts))
-                self._sleep(delay)
+    def _check(self):
+        if self.stopped:
+            raise LastfmUnavailable("stopped")
+        self.ctx.check()  # a cancel is heard even while Last.fm is being waited out
 
-    def _sleep(self, seconds):
-        deadline = time.monotonic() + seconds
-        while not self.stopped:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self.ctx.check()
-            time.sleep(min(0.1, left))
+    def _with_retries(self, request):
+        def attempt():
+            self._check()
+            self.pacer.acquire()
+            return request()
+
+        def show(delay, why, tries):
+            if why == "Last.fm rate limit":
+                self.pacer.pause(delay)  # every fetcher backs off, not just this one
+            self.ctx.tracker.incr("retries")
+            self.ctx.tracker.set_message(wait_message(delay, why, tries, self.patience))
+
+        try:
+            return call_with_retries(attempt, self.patience, reason=_temporary_reason, on_wait=show,
+                                     check=self._check)
+        except GaveUp as exc:
+            raise LastfmUnavailable(
+                f"Last.fm kept failing ({exc.last}); {exc.ended}. "
+                "Everything fetched before is saved; resume the job to continue where it stopped.",
+                cause=str(exc.last)) from None
+
+
+def _temporary_reason(exc):
+    """Why a Last.fm failure may pass with waiting (None: it will not)."""
+    if not isinstance(exc, lastfm.LastfmTemporaryError):
+        return None
+    if exc.rate_limited:
+        return "Last.fm rate limit"
+    if exc.unreachable:
+        return "Last.fm unreachable"
+    return f"Last.fm error {exc.code or 'unreadable answer'}"
 
 
 def import_lastfm_history(ctx):
@@ -147,7 +147,7 @@ def import_lastfm_history(ctx):
     tracker.complete_step("count", f"{to_fetch:,} listens in {total_batches:,} batches of {lastfm.PAGE_SIZE}")
 
     ctx.ids = IdCache()  # one writer: the job's own thread
-    tracker.start_step("fetch", f"batch {state['batches'] + 1}/{total_batches}")
+    tracker.start_step("fetch", batches_message(state["batches"], total_batches))
     tracker.set_total(to_fetch)
     tracker.advance(min(state["imported"] + state["skipped"], to_fetch))
     _fetch_and_save(ctx, state, fetcher, limit, total_batches)
@@ -197,6 +197,11 @@ def _pages_needed(window, limit):
     return min(window["total_pages"], 1 + -(-(limit - last_page_rows) // lastfm.PAGE_SIZE))
 
 
+def batches_message(saved, total_batches):
+    """The fetch step's message: how many batches are saved (the `batches` counter says the same)."""
+    return f"batch {saved}/{total_batches} saved"
+
+
 def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
     tracker = ctx.tracker
     in_flight = max(1, ctx.settings["LASTFM_CONCURRENCY"])
@@ -220,7 +225,7 @@ def _fetch_and_save(ctx, state, fetcher, limit, total_batches):
                 room = int(limit) - (state["imported"] + state["skipped"])
                 scrobbles = scrobbles[:max(room, 0)]
             save_page(ctx, state, scrobbles, page)
-            tracker.set_message(f"batch {state['batches']}/{total_batches}")
+            tracker.set_step_message("fetch", batches_message(state["batches"], total_batches))
             ctx.check()
             if limit and state["imported"] + state["skipped"] >= int(limit):
                 break

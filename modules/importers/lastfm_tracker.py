@@ -7,6 +7,7 @@ any job, and stops through cancellation.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from .. import preferences
@@ -56,7 +57,7 @@ def _poll(ctx, network, state):
     tracker = ctx.tracker
     window = {"from": newest_listen_bound(imports_only=False), "to": None}
     fetcher = PageFetcher(network, ctx.settings["LASTFM_USERNAME"], ctx, window)
-    fetcher.max_attempts = 1  # a failed poll is simply tried again at the next interval
+    fetcher.patience = dataclasses.replace(fetcher.patience, tries=1)  # a failed poll is tried at the next interval
     state["last_poll_at"] = time.time()
     tracker.incr("polls")
     try:
@@ -72,7 +73,7 @@ def _poll(ctx, network, state):
             pages += [fetcher.fetch(p) for p in range(2, first.total_pages + 1)]
     except LastfmUnavailable as exc:
         state["last_error"] = exc.cause
-        tracker.set_message(f"Last poll failed ({exc.cause}); trying again at the next interval")
+        tracker.set_step_message("follow", f"Last poll failed ({exc.cause}); trying again at the next interval")
         return
     finally:
         fetcher.stopped = True
@@ -88,7 +89,7 @@ def _poll(ctx, network, state):
     state["last_error"] = None
     added = state["imported"] - before
     playing = f"; now playing {now_playing.artist} — {now_playing.title}" if now_playing else ""
-    tracker.set_message(f"Last poll at {time.strftime('%H:%M:%S', time.gmtime(state['last_poll_at']))} UTC: "
+    tracker.set_step_message("follow", f"Last poll at {time.strftime('%H:%M:%S', time.gmtime(state['last_poll_at']))} UTC: "
                         f"{added} new listen{'s' if added != 1 else ''}{playing}")
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..db import insert_ignoring_conflicts
+from ..db import BUSY_SECONDS, insert_ignoring_conflicts, transient_reason
 from ..models import ListenFeed
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,18 @@ def claim(conn, **values):
     raise RuntimeError("the listen_feed row could not be created")
 
 
-def current(conn):
-    """The feed's stamp as committed now (the row is made on first use)."""
+def current(conn, busy_seconds=0.5):
+    """The feed's stamp as committed now, the row made on first use; None when it is still to be made
+    and another program holds the database's write lock (a page must not wait for that: the caller
+    rolls back and shows its page without the live feed, which the next visit has)."""
     row = conn.execute(sa.select(feed_t.c.topic, feed_t.c.version).where(feed_t.c.id == FEED_ROW)).first()
     if row is None:
-        _ensure_row(conn)
+        try:
+            _ensure_row(conn.execution_options(**{BUSY_SECONDS: busy_seconds}))
+        except sa.exc.DBAPIError as exc:
+            if transient_reason(exc) is None:
+                raise
+            return None
         row = conn.execute(sa.select(feed_t.c.topic, feed_t.c.version).where(feed_t.c.id == FEED_ROW)).first()
     return FeedStamp(row[0], row[1])
 

@@ -228,7 +228,7 @@ def _run_part(job_id, index, file):
         sub = f"save-{index}"
         report = GroupReport(client, job_id, index, claim)
         report.update_substep("save", sub, done=part.get("rows_done", 0),
-                              message="resumed" if part.get("rows_done") else "saving")
+                              message=uploads.saving_message(part.get("rows_done", 0)))
         errors = uploads.ErrorLog(part_errors_path(settings["INSTANCE_PATH"], job_id, index),
                                   resume=bool(part.get("rows_done")))
         ctx = PartContext(job_id, settings, progress_store())

@@ -206,7 +206,7 @@ def _save_one(ctx, state, files, i, errors, write_lock):
     """Save one file's rows in batches, in this process (its substep on the job's own tracker)."""
     f, tracker, sub = files[i], ctx.tracker, f"save-{i}"
     done_before = state["files"].get(str(i), {}).get("rows_done", 0)
-    tracker.update_substep("save", sub, done=done_before, message="saving" if not done_before else "resumed")
+    tracker.update_substep("save", sub, done=done_before, message=saving_message(done_before))
     if done_before:
         tracker.advance(done_before)
 
@@ -220,6 +220,11 @@ def _save_one(ctx, state, files, i, errors, write_lock):
         tracker.error_substep("save", sub, f["failed"])
     else:
         tracker.complete_substep("save", sub, saved_message(kept))
+
+
+def saving_message(done_before):
+    """A save substep's message while it saves; true for as long as it saves."""
+    return f"saving (resumed after {done_before:,} rows)" if done_before else "saving"
 
 
 def broken_message(broken, kept):

@@ -7,9 +7,9 @@ import gevent
 import sqlalchemy as sa
 from gevent import monkey
 
-from ..db import db, transient_reason
-from ..importers.waiting import wait_message
+from ..db import BUSY_LISTENER, db, transient_reason
 from ..models import Job
+from ..waiting import GaveUp, Patience, call_with_retries, wait_message
 from .errors import DatabaseBusy, JobCancelled
 
 
@@ -53,37 +53,63 @@ class JobContext:
         conn.execute(sa.update(Job.__table__).where(Job.__table__.c.id == self.job_id).values(checkpoint=data))
 
     def write(self, work):
-        """Run `work(conn)` in one transaction and return what it returns; when the database is
-        locked or busy, roll back and run the whole transaction again after a doubling wait
-        (shown on the progress page), at most DB_WRITE_ATTEMPTS times. Then the job stops with
-        a message saying what was kept; every batch committed before stays committed.
+        """Run `work(conn)` in one transaction and return what it returns.
+
+        A lock held by another program is waited out statement by statement (db.py), with the
+        wait on the progress page ("Database busy, waiting 12 s"); past SQLITE_BUSY_TIMEOUT_SECONDS,
+        or when the database is busy in another way, the transaction is rolled back and run again
+        whole after a doubling wait, at most DB_WRITE_ATTEMPTS times. Then the job stops with a
+        message saying what was kept; every batch committed before stays committed.
 
         `work` must only change the job's own state after it returns (the transaction may run
         twice). Ids cached during a rolled-back try are forgotten.
         """
-        attempts = max(1, int(self.settings.get("DB_WRITE_ATTEMPTS", 1)))
-        base = float(self.settings.get("DB_RETRY_BASE_SECONDS", 1.0))
-        started = time.monotonic()
-        for attempt in range(1, attempts + 1):
+        s = self.settings
+        patience = Patience(float(s.get("DB_RETRY_BASE_SECONDS", 1.0)), 30.0, max(1, int(s.get("DB_WRITE_ATTEMPTS", 1))),
+                            tries_setting="DB_WRITE_ATTEMPTS")
+        shown_before = self.tracker.message
+        shown = {"waited": None, "last": None}  # the wait messages this write put up
+
+        def show(message):
+            shown["last"] = message
+            self.tracker.set_message(message)
+
+        def show_lock_wait(waited):
+            self.check()  # a cancel is heard during the wait; the transaction rolls back
+            if waited >= 1 and int(waited) != shown["waited"]:
+                shown["waited"] = int(waited)
+                show(lock_wait_message(waited))
+
+        def show_retry(delay, why, tries):
+            self.tracker.incr("db_retries")
+            show(wait_message(delay, why, tries, patience))
+
+        def attempt():
             try:
                 with db.engine.begin() as conn:
+                    conn.execution_options(**{BUSY_LISTENER: show_lock_wait})
                     return work(conn)
             except sa.exc.DBAPIError as exc:
-                why = transient_reason(exc)
-                if why is None:
-                    raise
-                if self.ids is not None:  # rows those ids point to were rolled back
-                    self.ids.by_table.clear()
-                if attempt == attempts:
-                    raise DatabaseBusy(
-                        f"Could not save: {why} (after {attempt} tries over {time.monotonic() - started:.0f} s). "
-                        "Everything saved before is kept; resume the job once the database is free "
-                        "(another program may hold it: a backup, an editor, a second import).") from None
-                delay = min(base * 2 ** (attempt - 1), 30.0)
-                self.tracker.incr("db_retries")
-                self.tracker.set_message(wait_message(delay, why.capitalize(), attempt, attempts))
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    self.check()
-                    time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
-        raise AssertionError("unreachable")
+                if self.ids is not None and transient_reason(exc) is not None:
+                    self.ids.by_table.clear()  # rows those ids point to were rolled back
+                raise
+
+        try:
+            result = call_with_retries(attempt, patience, reason=_busy_reason, check=self.check, on_wait=show_retry)
+        except GaveUp as exc:
+            raise DatabaseBusy(
+                f"Could not save: {exc}. Everything saved before is kept; resume the job once the database is "
+                "free (another program may hold it: a backup, an editor, a second import).") from None
+        if shown["last"] is not None and self.tracker.message == shown["last"]:
+            self.tracker.set_message(shown_before)  # the wait is over: the page stops saying it waits
+        return result
+
+
+def lock_wait_message(waited):
+    """What a job shows while another program holds the database's write lock."""
+    return f"Database busy, waiting {waited:.0f} s: another program holds its write lock"
+
+
+def _busy_reason(exc):
+    why = transient_reason(exc)
+    return why[0].upper() + why[1:] if why else None

@@ -22,6 +22,7 @@ from ..db import db, transient_reason
 from ..models import Job
 from ..progress import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 from ..sources.errors import SourceError
+from ..waiting import GaveUp, Patience, call_with_retries
 from .context import JobContext
 from .errors import JobAlreadyRunning, JobCancelled, JobError, JobNotFound, JobNotResumable
 from .kinds import get_kind
@@ -196,27 +197,30 @@ def _execute(job_id):
     snap = tracker.snapshot()
     _record_end(job_id, status=status, active_kind=None, message=message, result=snap["result"],
                 finished_at=time.time())
+    tracker.flush()  # the final state, if a locked database kept the flusher from publishing it
 
 
 def _record_end(job_id, **values):
     """Write the job's final status, waiting out a locked or busy database (the job may have
     ended *because* it stayed locked). Given up after a while: the reaper then marks the job
     interrupted once its heartbeat stops, and it can be resumed."""
-    deadline = time.monotonic() + max(60.0, 2 * settings()["JOB_STALE_SECONDS"])
-    delay = 0.1
-    while True:
+    patience = Patience(0.1, 5.0, tries=10 ** 6, seconds=max(60.0, 2 * settings()["JOB_STALE_SECONDS"]))
+
+    def attempt():
         try:
             db.session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
             db.session.commit()
-            return
-        except sa.exc.DBAPIError as exc:
+        except sa.exc.DBAPIError:
             db.session.rollback()
-            if transient_reason(exc) is None or time.monotonic() + delay > deadline:
-                raise
-            log.warning("job %s: could not record its end (%s); trying again in %.1f s", job_id,
-                        transient_reason(exc), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            raise
+
+    def show(delay, why, _tries):
+        log.warning("job %s: could not record its end (%s); trying again in %.1f s", job_id, why, delay)
+
+    try:
+        call_with_retries(attempt, patience, reason=transient_reason, on_wait=show)
+    except GaveUp as exc:
+        raise exc.last from None
 
 
 def cancel_job(job_id):
@@ -228,12 +232,12 @@ def cancel_job(job_id):
         return job.status
     if job.status == QUEUED and job.owner == BROKER_OWNER and _cancel_in_broker(job_id):
         return CANCELLED
-    job.cancel_requested = True
-    db.session.commit()
     with _local_lock:
         tracker = _local.get(job_id)
-    if tracker is not None:
+    if tracker is not None:  # first: a job of this process stops even while the database is locked
         tracker.request_cancel()
+    job.cancel_requested = True
+    db.session.commit()
     return "cancelling"
 
 

@@ -133,6 +133,7 @@ class DatabaseStore:
         self.poll_interval = poll_interval
         self.fanout = Fanout()
         self._known = {}  # job_id -> version last delivered to local subscribers
+        self._unsaved = {}  # job_id -> newest snapshot of this process the database refused
         self._watcher = None
         self._watcher_lock = threading.Lock()
         self._stopped = False
@@ -142,11 +143,21 @@ class DatabaseStore:
                   "version": snapshot["version"], "snapshot": json.dumps(snapshot),
                   "updated_at": time.time()}
         try:
-            self._write(values)
-        except sa.exc.IntegrityError:
-            # Another process inserted this job's first row between our update and our insert:
-            # the row exists now, so the update path applies.
-            self._write(values)
+            try:
+                self._write(values)
+            except sa.exc.IntegrityError:
+                # Another process inserted this job's first row between our update and our insert:
+                # the row exists now, so the update path applies.
+                self._write(values)
+        except Exception:
+            # The database refused it (locked by another program, say): this process's streams and
+            # reads still get it, and the caller publishes again later.
+            self._unsaved[snapshot["id"]] = snapshot
+            self.fanout.deliver(snapshot)
+            raise
+        unsaved = self._unsaved.get(snapshot["id"])
+        if unsaved is not None and unsaved["version"] <= snapshot["version"]:
+            self._unsaved.pop(snapshot["id"], None)
         # Local streams hear of it now; the watcher need not fetch it back from the database.
         if snapshot["version"] > self._known.get(snapshot["id"], -1):
             self._known[snapshot["id"]] = snapshot["version"]
@@ -168,7 +179,11 @@ class DatabaseStore:
         t = snapshots_table
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.c.snapshot).where(t.c.job_id == job_id)).first()
-        return json.loads(row[0]) if row else None
+        saved = json.loads(row[0]) if row else None
+        unsaved = self._unsaved.get(job_id)
+        if unsaved is not None and (saved is None or unsaved["version"] > saved["version"]):
+            return unsaved
+        return saved
 
     def subscribe(self, job_id):
         sub = self.fanout.subscribe(job_id)

@@ -110,6 +110,7 @@ class ProgressTracker:
         self.finished_at = None
         self._cancel = threading.Event()
         self._published_version = -1
+        self._publish_failing = False
         self._samples = deque()  # (time, done) recorded by the flusher, for rate over a window
         self._flusher = None
 
@@ -135,6 +136,14 @@ class ProgressTracker:
             self._done_offset = self._sum_done()
             self.total = None
             self._samples.clear()
+            self._changes += 1
+
+    def set_step_message(self, step_id, message):
+        """Change a step's message; the job's status line follows it while it is the current step."""
+        with self._lock:
+            self._steps[step_id].message = message
+            if step_id == self.current_step:
+                self.message = message
             self._changes += 1
 
     def set_step_progress(self, step_id, progress, message=None):
@@ -425,10 +434,19 @@ class ProgressTracker:
             snap = self.snapshot()
             try:
                 self._publish(snap)
-            except Exception:  # noqa: BLE001 - a store failure must not kill the job
+            except Exception as exc:  # noqa: BLE001 - a store failure must not kill the job
                 import logging
-                logging.getLogger(__name__).exception("progress publish failed for job %s", self.id)
+                log = logging.getLogger(__name__)
+                if not self._publish_failing:  # once per run of failures, not every tick
+                    log.exception("progress publish failed for job %s", self.id)
+                else:
+                    log.debug("progress publish still failing for job %s: %s", self.id, exc)
+                self._publish_failing = True
                 return False
+            if self._publish_failing:
+                import logging
+                logging.getLogger(__name__).warning("progress publish of job %s works again", self.id)
+                self._publish_failing = False
             self._published_version = snap["version"]
             return True
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+
+from ..db import db, transient_reason
 
 
 def init_app(app):
@@ -70,6 +73,18 @@ def init_app(app):
         if wants_json():
             return jsonify({"error": message}), 413
         return render_template("error.html", title=_("Upload too large"), message=message), 413
+
+    @app.errorhandler(OperationalError)
+    def database_busy(exc):
+        """A write that met a lock past SQLITE_BUSY_TIMEOUT_SECONDS (or a busy PostgreSQL): 503, said plainly."""
+        if transient_reason(exc) is None:
+            raise exc
+        db.session.rollback()
+        # Not in the translation catalogue yet (kept out of this change so the catalogue merges cleanly).
+        message = f"The database is busy ({transient_reason(exc)}). Nothing was changed; try again in a moment."
+        if wants_json():
+            return jsonify({"error": message}), 503, {"Retry-After": "5"}
+        return render_template("error.html", title="Database busy", message=message), 503, {"Retry-After": "5"}
 
     @app.errorhandler(404)
     def not_found(_exc):

@@ -59,6 +59,9 @@ def _after():
 def events():
     sillon = current_app.extensions["sillon"]
     stamp = listen_feed.current(db.session.connection())
+    if stamp is None:  # the feed's row is still to be made and the database is locked
+        db.session.rollback()
+        return Response("retry: 5000\n\n", status=503, mimetype="text/event-stream", headers=SSE_HEADERS)
     db.session.commit()
     db.session.remove()  # the stream holds no database connection while it waits
     stream = feed_stream(sillon["progress_store"], stamp.topic, _after(),
@@ -71,6 +74,6 @@ def latest():
     """The journal's first page (listing and now-playing banner), for the page's script to swap in."""
     context = journal_context(1, {"from": "", "to": "", "artist": ""})
     response = current_app.make_response(render_template("journal_listing.html", **context))
-    response.headers[VERSION_HEADER] = str(context["feed"].version)
+    response.headers[VERSION_HEADER] = str(context["feed"].version if context["feed"] else 0)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -79,8 +79,12 @@ def journal_context(page, filters):
     if live:
         conn = db.session.connection()
         feed = listen_feed.current(conn)
-        now_playing = listen_feed.now_playing(conn)
-        db.session.commit()  # the feed's row may have just been made
+        if feed is None:  # its row is still to be made and the database is locked: not live this time
+            db.session.rollback()
+            live = False
+        else:
+            now_playing = listen_feed.now_playing(conn)
+            db.session.commit()  # the feed's row may have just been made
         if now_playing:
             now_playing["remaining"] = max(0, round(now_playing["until"] - time.time()))
     try:

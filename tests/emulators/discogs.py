@@ -361,7 +361,8 @@ class DiscogsEmulator:
     * collection: :meth:`add_item`, :meth:`add_items` (with :func:`generate_items`), :meth:`remove_item`,
       :meth:`move_item`, :meth:`clear_collection`, :meth:`add_folder`, :meth:`items`.
     * faults: :meth:`fail_next`, :meth:`clear_faults`, ``latency`` (seconds added to every answer),
-      ``rate_limit_per_minute`` (None = never 429) with ``rate_limit_window`` seconds, :meth:`reset_rate_limit`.
+      ``rate_limit_per_minute`` (None = never 429) with ``rate_limit_window`` seconds, :meth:`has_room`,
+      :meth:`reset_rate_limit`.
     * instrumentation: ``requests`` (copy of the :class:`RecordedRequest` list), :meth:`count`,
       :meth:`reset_counters`, ``in_flight``, ``max_in_flight``.
     """
@@ -594,6 +595,13 @@ class DiscogsEmulator:
     def pending_faults(self) -> int:
         with self._lock:
             return sum(f["remaining"] for f in self._faults)
+
+    def has_room(self) -> bool:
+        """Whether a request arriving now would be counted rather than refused with a 429."""
+        with self._lock:
+            now = time.monotonic()
+            counted = sum(1 for t in self._window if t > now - self.rate_limit_window)
+            return self.rate_limit_per_minute is None or counted < self.rate_limit_per_minute
 
     def reset_rate_limit(self) -> None:
         """Forget the requests counted in the rate-limit window."""

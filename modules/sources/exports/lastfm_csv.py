@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import UnrecognizedFile
+from .text import UNDECODABLE, RowError, check_decoded
 
 SIMPLE, UTS = "lastfm_simple", "lastfm_uts"
 UTS_HEADER = ["uts", "utc_time", "artist", "artist_mbid", "album", "album_mbid", "track", "track_mbid"]
@@ -30,10 +31,6 @@ class Play:
     artist: str
     album: str
     title: str
-
-
-class RowError(ValueError):
-    pass
 
 
 def parse_simple_date(text):
@@ -53,8 +50,8 @@ def parse_simple_date(text):
 
 
 def _open_text(raw):
-    # utf-8-sig drops a BOM; bytes that are not UTF-8 become U+FFFD instead of failing the file.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+    # utf-8-sig drops a BOM; bytes that are not UTF-8 fail their row only, as in every reader (text.py).
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors=UNDECODABLE, newline="")
 
 
 def detect(path, name=None):
@@ -164,6 +161,8 @@ class Reader:
 
 
 def _play(played_at, artist, album, title):
+    for text in (artist, album, title):
+        check_decoded(text)
     if not artist:
         raise RowError("no artist")
     if not title:

@@ -21,7 +21,6 @@ Nothing here imports from the app outside modules/sources.
 """
 from __future__ import annotations
 
-import codecs
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from ..errors import UnrecognizedFile
-from .lastfm_csv import RowError
+from .text import UNDECODABLE, RowError, check_decoded
 
 __all__ = ["CHUNK_CHARS", "MAX_ITEM_CHARS", "MAX_TIMESTAMP", "SKIP_REASONS", "SNIFF_BYTES", "ArrayItemsReader",
            "FileError", "LineItemsReader", "Play", "RowError", "Skip", "TextReader", "check_decoded",
@@ -73,26 +72,6 @@ class FileError(RowError):
 
 
 # -- encodings ---------------------------------------------------------------------------------
-
-UNDECODABLE = "sillon-undecodable"
-
-
-def _mark_undecodable(exc):
-    if isinstance(exc, UnicodeDecodeError):
-        return "\udcff", exc.end
-    raise exc
-
-
-codecs.register_error(UNDECODABLE, _mark_undecodable)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def check_decoded(text):
-    """RowError if `text` holds undecodable bytes (or a lone surrogate from a JSON escape)."""
-    if not text.isascii() and _SURROGATE.search(text):
-        raise RowError("undecodable bytes in this row (is the file really UTF-8?)")
-    return text
-
 
 def sniff_encoding(head):
     """The codec for a file starting with bytes `head`: a BOM decides; else UTF-16 is recognised
