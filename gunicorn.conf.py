@@ -1,7 +1,10 @@
 """gunicorn settings: gevent workers, so one worker holds many open event streams."""
 import os
+import re
 import sys
 from pathlib import Path
+
+from gunicorn.glogging import Logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import config as sillon_config  # noqa: E402 - "config" is a gunicorn setting name
@@ -21,6 +24,26 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 # gunicorn's control socket lives at one fixed path per user; several servers on one machine
 # (tests, two instances) would fight over it, and the app does not use it.
 control_socket_disable = True
+
+# Query parameters that carry a credential: ListenBrainz clients may send the API token as `?token=`.
+_SECRET_PARAMETER = re.compile(r"(?i)((?:^|[?&])(?:token|api_key|api_secret|password|secret|key)=)[^&\s]*")
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, with credentials in query strings and the Authorization header masked."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name in ("r", "q"):
+            if atoms.get(name):
+                atoms[name] = _SECRET_PARAMETER.sub(r"\1[redacted]", atoms[name])
+        for name in list(atoms):
+            if name.lower() in ("{authorization}i", "{cookie}i", "{set-cookie}o"):
+                atoms[name] = "[redacted]"
+        return atoms
+
+
+logger_class = RedactingLogger
 
 
 def post_worker_init(worker):

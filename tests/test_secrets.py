@@ -241,6 +241,12 @@ def test_no_secret_in_a_real_servers_output(server_factory, values, emus):
     seen = []
     resp = requests.post(server.url + "/api/v1/services/discogs/sync", headers=auth, timeout=30)
     assert resp.status_code == 202, resp.text
+    # ListenBrainz clients may send the token in the query string, which an access log line holds.
+    token = {"token": values["API_TOKEN"]}
+    checked = requests.get(server.url + "/1/validate-token", params=token, timeout=30).json()
+    assert checked["valid"] is True
+    assert requests.get(server.url + f"/1/user/{checked['user_name']}/listens", params=token,
+                        timeout=30).status_code == 200
     events = requests.get(server.url + resp.json()["events_url"], headers=auth, timeout=60)
     assert "event: done" in events.text
     seen.append(events.text)
@@ -258,6 +264,7 @@ def test_no_secret_in_a_real_servers_output(server_factory, values, emus):
     server.stop()
     output = server.log_path.read_text(errors="replace")
     assert "GET /settings" in output  # the access log was on
+    assert "GET /1/validate-token?token=[redacted]" in output
     for text in seen + [output]:
         assert leaks(text, values) == [], text[:2000]
 

@@ -571,10 +571,12 @@ class LastfmEmulator:
             if latency and latency > 0:
                 time.sleep(latency)
             answer = early if early is not None else self._answer(params)
-            handler._write(answer)
         finally:
+            # Counted out before the answer is written: a client holding its answer never sees its
+            # own request still in flight.
             with self._lock:
                 self._in_flight -= 1
+        handler._write(answer)
 
     def _early_answer(self, path: str, params: dict, now: float) -> _Answer | None:
         """Decisions taken on arrival (under the lock): wrong path, rate limit, injected faults."""
