@@ -7,7 +7,11 @@ export FLASK_APP := app:create_app()
 
 .PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean translations docs
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements.txt installs packages/flask-jobprogress (not editable): a change to it reinstalls it.
+JOBPROGRESS := packages/flask-jobprogress
+JOBPROGRESS_FILES := $(JOBPROGRESS)/pyproject.toml $(JOBPROGRESS)/README.md $(wildcard $(JOBPROGRESS)/src/flask_jobprogress/*.py $(JOBPROGRESS)/src/flask_jobprogress/static/*)
+
+$(STAMP): requirements.txt requirements-dev.txt $(JOBPROGRESS_FILES)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt

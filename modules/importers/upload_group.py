@@ -39,10 +39,10 @@ import time
 import uuid
 
 import sqlalchemy as sa
+from flask_jobprogress import RUNNING
 
 from ..db import db
 from ..models import Job
-from ..progress import RUNNING
 from ..sources.exports import formats
 from . import uploads
 

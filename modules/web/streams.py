@@ -4,10 +4,10 @@ from __future__ import annotations
 import threading
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask_jobprogress import SSE_HEADERS, event_stream, parse_last_event_id
 
 from ..db import db
 from ..jobs import job_snapshot
-from ..progress import SSE_HEADERS, event_stream, parse_last_event_id
 
 bp = Blueprint("streams", __name__, url_prefix="/api/v1")
 _open = 0  # streams of this process being served now (GET /api/v1/health shows it)

@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-
 from flask_jobprogress import ProgressTracker
 from flask_jobprogress.redis_store import RedisStore
 from flask_jobprogress.sse import event_stream

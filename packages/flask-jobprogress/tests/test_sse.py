@@ -5,7 +5,6 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
 from flask_jobprogress import DatabaseStore, MemoryStore, ProgressTracker, event_stream
 from flask_jobprogress import database_store as store_module
 from flask_jobprogress.sse import format_event, parse_last_event_id

@@ -4,7 +4,6 @@ import time
 from itertools import pairwise
 
 import pytest
-
 from flask_jobprogress import MemoryStore, ProgressTracker
 
 SNAPSHOT_KEYS = {
@@ -570,3 +569,13 @@ def test_a_step_whose_substeps_start_one_by_one_does_not_go_backwards():
         seen.append(step(tracker.snapshot(), "read")["progress"])
     assert seen == sorted(seen) and seen[-1] == 100.0
     assert seen[:3] == [0.0, 16.7, 33.3]
+
+
+def test_count_errors_counts_without_samples():
+    tracker = ProgressTracker("job-1", "file_import", STEPS, max_errors=2)
+    for line in range(3):
+        tracker.add_error("bad row", line=line)
+    tracker.count_errors(5)
+    snap = tracker.snapshot()
+    assert snap["errors_total"] == 8 and snap["counters"] == {"errors": 8}
+    assert [e["line"] for e in snap["errors_sample"]] == [0, 1]

@@ -136,7 +136,7 @@ class GroupFollower:
         self.counters = counters
         extra_errors = delta.pop("errors", 0) - len(samples)  # counted beyond the samples kept
         if extra_errors > 0:
-            tracker.incr("errors", extra_errors)
+            tracker.count_errors(extra_errors)
         done = delta.pop(DONE_FIELD, 0)
         named = {k: v for k, v in delta.items() if v}
         if done or named:
