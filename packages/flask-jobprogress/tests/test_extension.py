@@ -208,3 +208,9 @@ def test_the_browser_client_is_served_as_a_static_file():
     got = app.test_client().get(url)
     assert got.status_code == 200 and "window.JobProgress" in got.get_data(as_text=True)
     got.close()
+    moved, _ = make_app(url_prefix="/api/jobs/", static_url_path="/assets/jobprogress")
+    with moved.test_request_context():
+        from flask import url_for
+
+        assert url_for("jobprogress.static", filename="jobprogress.js") == "/assets/jobprogress/jobprogress.js"
+        assert url_for("jobprogress.events", job_id="j") == "/api/jobs/j/events"

@@ -6,7 +6,8 @@ registers, under `url_prefix` (default "/jobs"):
 - GET  <prefix>/<job_id>         the snapshot as JSON (for polling clients), 404 if unknown;
 - GET  <prefix>/<job_id>/events  the Server-Sent Events stream (snapshot on connect, Last-Event-ID);
 - POST <prefix>/<job_id>/cancel  asks the job to stop (202), 404 if unknown;
-- GET  <prefix>/static/jobprogress.js  the browser client (`url_for("jobprogress.static", ...)`).
+- GET  <prefix>/static/jobprogress.js  the browser client (`url_for("jobprogress.static", ...)`;
+  `static_url_path` moves it elsewhere).
 
 `authorize(job_id, action)` (action: "snapshot", "events" or "cancel") is called before each of
 them in the request's context; a false answer gives 403. It may also abort() with its own answer.
@@ -76,6 +77,7 @@ class JobProgress:
     - store: a store object; else JOBPROGRESS_STORE ('memory' by default) with
       JOBPROGRESS_DATABASE_URL or JOBPROGRESS_REDIS_URL (and JOBPROGRESS_REDIS_PREFIX);
     - url_prefix (JOBPROGRESS_URL_PREFIX, "/jobs"); routes: which of ROUTES to register;
+      static_url_path (url_prefix + "/static"): where the browser client is served;
     - authorize(job_id, action) -> bool; snapshot(job_id) -> dict or None, to read snapshots from
       somewhere else than the store (it is also asked on each idle heartbeat of a stream);
       cancel(job_id) -> bool, to cancel jobs this process does not run;
@@ -98,12 +100,14 @@ class JobProgress:
         options.setdefault("url_prefix", app.config.get("JOBPROGRESS_URL_PREFIX", "/jobs"))
         options.setdefault("heartbeat", app.config.get("JOBPROGRESS_HEARTBEAT_SECONDS", 15.0))
         options.setdefault("retry_ms", 2000)
+        options["url_prefix"] = options["url_prefix"].rstrip("/")
+        options.setdefault("static_url_path", options["url_prefix"] + "/static")
         options.setdefault("routes", ROUTES)
         unknown = set(options["routes"]) - set(ROUTES)
         if unknown:
             raise ValueError(f"unknown routes {sorted(unknown)}: choose among {ROUTES}")
         app.extensions[EXTENSION_KEY] = _State(store, options)
-        app.register_blueprint(_blueprint(options["url_prefix"], options["routes"]))
+        app.register_blueprint(_blueprint(options["url_prefix"], options["routes"], options["static_url_path"]))
 
     # ------------------------------------------------------------------ jobs
     @staticmethod
@@ -179,9 +183,9 @@ def _snapshot(state, job_id):
     return hook(job_id) if hook is not None else state.store.get(job_id)
 
 
-def _blueprint(url_prefix, routes):
-    bp = Blueprint(EXTENSION_KEY, __name__, url_prefix=url_prefix, static_folder="static",
-                   static_url_path="/static")
+def _blueprint(url_prefix, routes, static_url_path):
+    # No url_prefix on the blueprint: its static route is placed on its own (static_url_path).
+    bp = Blueprint(EXTENSION_KEY, __name__, static_folder="static", static_url_path=static_url_path)
 
     def snapshot(job_id):
         state, denied = _answer(job_id, "snapshot")
@@ -228,11 +232,11 @@ def _blueprint(url_prefix, routes):
         return jsonify({"id": job_id, "cancel_requested": True}), 202
 
     if "snapshot" in routes:
-        bp.add_url_rule("/<job_id>", "snapshot", snapshot, methods=["GET"])
+        bp.add_url_rule(url_prefix + "/<job_id>", "snapshot", snapshot, methods=["GET"])
     if "events" in routes:
-        bp.add_url_rule("/<job_id>/events", "events", events, methods=["GET"])
+        bp.add_url_rule(url_prefix + "/<job_id>/events", "events", events, methods=["GET"])
     if "cancel" in routes:
-        bp.add_url_rule("/<job_id>/cancel", "cancel", cancel, methods=["POST"])
+        bp.add_url_rule(url_prefix + "/<job_id>/cancel", "cancel", cancel, methods=["POST"])
     return bp
 
 
