@@ -7,7 +7,11 @@ export FLASK_APP := app:create_app()
 
 .PHONY: run run-scaled test test-sqlite test-postgres bench migrate lint browsers clean translations docs
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements.txt installs packages/flask-jobprogress (not editable): a change to it reinstalls it.
+JOBPROGRESS := packages/flask-jobprogress
+JOBPROGRESS_FILES := $(JOBPROGRESS)/pyproject.toml $(JOBPROGRESS)/README.md $(wildcard $(JOBPROGRESS)/src/flask_jobprogress/*.py $(JOBPROGRESS)/src/flask_jobprogress/static/*)
+
+$(STAMP): requirements.txt requirements-dev.txt $(JOBPROGRESS_FILES)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -28,15 +32,20 @@ run-scaled: migrate
 # SQLite, then again on PostgreSQL (SILLON_TEST_DATABASE=postgresql: a server on 127.0.0.1:5432, user
 # postgres, or TEST_DATABASE_URL=postgresql+psycopg://user@host:port). The PostgreSQL pass fails,
 # never skips, when the server cannot be reached.
+# The package's tests (packages/flask-jobprogress/tests, in testpaths) take their PostgreSQL server from
+# JOBPROGRESS_TEST_DATABASE_URL.
+POSTGRES_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432)
+ON_POSTGRES := SILLON_TEST_DATABASE=postgresql JOBPROGRESS_TEST_DATABASE_URL=$(POSTGRES_SERVER)
+
 test: docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	SILLON_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(ON_POSTGRES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-sqlite: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
-	SILLON_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(ON_POSTGRES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The documentation site (MkDocs, Material theme) into site/; the settings and performance pages
 # get their tables from config.SETTINGS and bench/results/*.json (mkdocs_hooks.py).

@@ -5,13 +5,13 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from flask_jobprogress import make_store
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import config as config_module
 from modules import VERSION
 from modules import db as db_module
 from modules.jobs import make_runner, reap_stale_jobs
-from modules.progress import make_store
 from modules.web import cli as cli_module
 from modules.web import i18n
 from modules.web import init_app as init_web
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent
 __version__ = VERSION
 log = logging.getLogger("sillon")
 STORE_BUSY_SECONDS = 0.5
+REDIS_PREFIX = "sillon:progress"  # the Redis store's channel and key prefix (kept from before the package)
 
 
 def engine_options(url):
@@ -62,6 +63,7 @@ def create_app(config=None):
         # the tracker publishes it again later.
         store_engine = db_module.db.engine.execution_options(**{db_module.BUSY_SECONDS: STORE_BUSY_SECONDS})
         store = make_store(settings["PROGRESS_STORE"], engine=store_engine, redis_url=settings["REDIS_URL"],
+                           redis_prefix=REDIS_PREFIX,
                            **({"poll_interval": settings["PROGRESS_POLL_INTERVAL"]}
                               if settings["PROGRESS_STORE"] == "database" else {}))
     app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner(settings["JOB_RUNNER"], settings=settings)}

@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import results as bench_results  # noqa: E402 - bench/results.py
-
-from modules.progress import MemoryStore, ProgressTracker  # noqa: E402
+from flask_jobprogress import MemoryStore, ProgressTracker  # noqa: E402
 
 THREADS = 4
 CALLS_PER_THREAD = 250_000

@@ -46,8 +46,8 @@ target_db = current_app.extensions['migrate'].db
 
 
 def get_metadata():
-    # The app's models plus the progress store's own table (modules/progress owns its schema).
-    from modules.progress.store import metadata as progress_metadata
+    # The app's models plus the progress store's own table (flask_jobprogress owns its schema).
+    from flask_jobprogress.database_store import metadata as progress_metadata
 
     app_metadata = target_db.metadatas[None] if hasattr(target_db, 'metadatas') else target_db.metadata
     return [app_metadata, progress_metadata]

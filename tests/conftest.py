@@ -332,7 +332,7 @@ def client(app):
 
 def wait_for_job(app, job_id, timeout=30):
     """The job's final snapshot, once it has ended; fails the test if it has not within `timeout` s."""
-    from modules.progress import FINAL_STATUSES
+    from flask_jobprogress import FINAL_STATUSES
 
     deadline = time.monotonic() + timeout
     app.extensions["sillon"]["runner"].join(job_id, timeout)

@@ -59,7 +59,7 @@ def every_route(app):
     """(method, path) for every route of the app but static files and the login page."""
     adapter = app.url_map.bind("localhost")
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static", "access.login"):
+        if rule.endpoint in ("static", "jobprogress.static", "access.login"):
             continue
         path = adapter.build(rule.endpoint, {arg: 1 for arg in rule.arguments})
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -105,6 +105,7 @@ def test_with_a_password_every_route_needs_a_sign_in(locked):
 def test_static_files_and_the_login_page_need_no_sign_in(locked):
     client = locked.test_client()
     assert client.get("/static/js/http.js").status_code == 200
+    assert client.get("/static/jobprogress/jobprogress.js").status_code == 200  # the progress client
     page = client.get("/login")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

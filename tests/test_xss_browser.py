@@ -78,9 +78,10 @@ def _wait_job(server, job_id, timeout=60):
 
 def _seed(instance, migrated_template):
     """What an upload cannot bring: links, descriptions, records, job messages, a running job."""
+    from flask_jobprogress import ProgressTracker
+
     from modules.db import db
     from modules.models import Album, Artist, CollectionItem, Job
-    from modules.progress import ProgressTracker
 
     app = make_app(instance, migrated_template)
     ids = {}

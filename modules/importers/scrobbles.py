@@ -13,10 +13,10 @@ import uuid
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from flask_jobprogress import ProgressTracker
 
 from ..db import db, transient_reason
 from ..models import Job
-from ..progress import ProgressTracker
 from . import listen_feed
 from .listens import write_plays
 

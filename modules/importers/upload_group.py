@@ -5,11 +5,12 @@ opens archives, detects formats and counts rows, as in one process), then its fi
 a Celery group of `sillon.upload_part` tasks, one per file, in whichever workers are free. The
 parent stays the one publisher of the job's tracker:
 
-- parts report into Redis, each batch in one MULTI: group counters by HINCRBY (rows, imported,
-  skipped, errors, skip reasons: atomic whatever the number of workers), the part's own state
-  (HSET `part:<i>`: done, message, status) and the first error samples (RPUSH);
-- the parent follows that hash (every GROUP_POLL_SECONDS) and turns the changes into the same
-  tracker calls the in-process path makes (advance, substep updates, add_error); at the end it
+- parts report into Redis through flask_jobprogress's group counters (PartReport), each batch in
+  one MULTI: counters by HINCRBY (rows, imported, skipped, errors, skip reasons: atomic whatever
+  the number of workers), the part's own state (HSET `part:<i>`: done, message, status) and the
+  first error samples (RPUSH);
+- the parent follows that hash (GroupFollower, every GROUP_POLL_SECONDS) and turns the changes into
+  the same tracker calls the in-process path makes (advance, substep updates, add_error); at the end it
   squares the counters with the database (a part killed between its commit and its HINCRBY would
   otherwise be missing a batch on the page; the data itself never is).
 
@@ -30,25 +31,22 @@ Data rules, as in one process:
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 
 import sqlalchemy as sa
+from flask_jobprogress import RUNNING, GroupFollower, PartReport
 
 from ..db import db
 from ..models import Job
-from ..progress import RUNNING
 from ..sources.exports import formats
 from . import uploads
 
 log = logging.getLogger(__name__)
-GROUP_KEY = "sillon:upload-group:{}"
-ERRORS_KEY = "sillon:upload-group:{}:errors"
+GROUP_PREFIX = "sillon:upload-group"  # the group counters' hash: "<prefix>:<job id>" (and ":errors")
 CLAIM_KEY = "sillon:upload-part:{}:{}"
 GROUP_POLL_SECONDS = 0.2
 KEY_TTL = 7 * 24 * 3600
@@ -141,49 +139,9 @@ def _holder_dead(holder):
 
 
 # --- the part's side ------------------------------------------------------------------------
-class GroupReport:
-    """What a part reports to instead of a tracker: one Redis MULTI per batch (see module doc)."""
-
-    def __init__(self, client, job_id, index, claim):
-        self.client, self.index, self.claim = client, index, claim
-        self.key, self.errors_key = GROUP_KEY.format(job_id), ERRORS_KEY.format(job_id)
-        self.pipe = client.pipeline(transaction=True)
-        self.part = {"status": "saving", "done": 0, "message": "saving"}
-        self.samples = 0
-
-    def advance(self, n=1, **counters):
-        self.pipe.hincrby(self.key, "rows", n)
-        for name, value in counters.items():
-            if value:
-                self.pipe.hincrby(self.key, name, value)
-
-    def add_error(self, message, **where):
-        self.pipe.hincrby(self.key, "errors", 1)
-        if self.samples < SAMPLES_PER_PART:
-            self.samples += 1
-            self.pipe.rpush(self.errors_key, json.dumps({"message": str(message), **where}))
-
-    def update_substep(self, _step, _sub, *, done=None, total=None, message=None):
-        if done is not None:
-            self.part["done"] = done
-        if message is not None:
-            self.part["message"] = message
-        self.flush()
-
-    def complete_substep(self, _step, _sub, message=None):
-        self.part.update(status="done", message=message or "")
-        self.flush()
-
-    def error_substep(self, _step, _sub, message):
-        self.part.update(status="failed", message=message)
-        self.flush()
-
-    def flush(self):
-        self.part["seq"] = self.part.get("seq", 0) + 1
-        self.pipe.hset(self.key, f"part:{self.index}", json.dumps(self.part))
-        self.pipe.expire(self.key, KEY_TTL)
-        self.pipe.expire(self.errors_key, KEY_TTL)
-        self.pipe.execute()
+def part_report(client, job_id, index):
+    """What a part reports to instead of a tracker: the progress package's group counters."""
+    return PartReport(client, job_id, index, prefix=GROUP_PREFIX, samples=SAMPLES_PER_PART, ttl=KEY_TTL)
 
 
 class PartContext:
@@ -226,7 +184,7 @@ def _run_part(job_id, index, file):
         info = formats.detect_format(file["path"], file["name"])
         f = {**file, "kind": info.kind, "info": info}
         sub = f"save-{index}"
-        report = GroupReport(client, job_id, index, claim)
+        report = part_report(client, job_id, index)
         report.update_substep("save", sub, done=part.get("rows_done", 0),
                               message=uploads.saving_message(part.get("rows_done", 0)))
         errors = uploads.ErrorLog(part_errors_path(settings["INSTANCE_PATH"], job_id, index),
@@ -282,71 +240,9 @@ def _check(conn, job_id, index, expected):
 
 
 # --- the parent's side ----------------------------------------------------------------------
-class GroupFollower:
-    """Turns the group's Redis hash into calls on the job's tracker, in a thread of the parent."""
-
-    def __init__(self, client, job_id, tracker):
-        self.client, self.tracker = client, tracker
-        self.key, self.errors_key = GROUP_KEY.format(job_id), ERRORS_KEY.format(job_id)
-        self.counters, self.parts, self.samples_seen = {}, {}, 0
-        self._stop = threading.Event()
-        self._thread = None
-
-    def reset(self):
-        self.client.delete(self.key, self.errors_key)
-
-    def start(self):
-        self._thread = threading.Thread(target=self._loop, name="upload-group-follower", daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        self.poll()
-
-    def _loop(self):
-        while not self._stop.wait(GROUP_POLL_SECONDS):
-            try:
-                self.poll()
-            except Exception:  # noqa: BLE001 - Redis hiccup: the next poll catches up
-                log.exception("following the upload group failed")
-
-    def poll(self):
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hgetall(self.key)
-        pipe.lrange(self.errors_key, self.samples_seen, -1)
-        data, samples = pipe.execute()
-        tracker = self.tracker
-        for raw in samples:
-            sample = json.loads(raw)
-            tracker.add_error(sample.pop("message"), **sample)
-        self.samples_seen += len(samples)
-        counters = {k: int(v) for k, v in data.items() if not k.startswith("part:")}
-        delta = {k: v - self.counters.get(k, 0) for k, v in counters.items()}
-        self.counters = counters
-        extra_errors = delta.pop("errors", 0) - len(samples)
-        if extra_errors > 0:
-            tracker.incr("errors", extra_errors)
-        rows = delta.pop("rows", 0)
-        named = {k: v for k, v in delta.items() if v}
-        if rows or named:
-            tracker.advance(rows, **named)
-        for field, raw in data.items():
-            if not field.startswith("part:"):
-                continue
-            part = json.loads(raw)
-            index = int(field[5:])
-            if self.parts.get(index, {}).get("seq") == part["seq"]:
-                continue
-            self.parts[index] = part
-            sub = f"save-{index}"
-            if part["status"] == "done":
-                tracker.complete_substep("save", sub, part["message"])
-            elif part["status"] == "failed":
-                tracker.error_substep("save", sub, part["message"])
-            else:
-                tracker.update_substep("save", sub, done=part["done"], message=part["message"])
+def group_follower(client, job_id, tracker):
+    """Turns the parts' group counters into calls on the job's tracker, in a thread of the parent."""
+    return GroupFollower(client, job_id, tracker, prefix=GROUP_PREFIX, poll_seconds=GROUP_POLL_SECONDS)
 
 
 def save_as_group(ctx, state, files, readable):
@@ -360,7 +256,7 @@ def save_as_group(ctx, state, files, readable):
         checkpoint = {**(checkpoint or {}), "members": state.get("members", {}), "group": True}
         conn.execute(sa.update(Job.__table__).where(Job.__table__.c.id == job_id).values(checkpoint=checkpoint))
     parts = checkpoint.get("files", {})
-    follower = GroupFollower(client, job_id, tracker)
+    follower = group_follower(client, job_id, tracker)
     follower.reset()
     tracker.advance(sum(parts.get(str(i), {}).get("rows_done", 0) for i in readable))
     for i in readable:

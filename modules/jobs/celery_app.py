@@ -28,11 +28,11 @@ import uuid
 
 import sqlalchemy as sa
 from celery import Celery
+from flask_jobprogress import INTERRUPTED, QUEUED, RUNNING
 from sqlalchemy.exc import IntegrityError
 
 from ..db import db
 from ..models import Job
-from ..progress import INTERRUPTED, QUEUED, RUNNING
 from . import lifecycle
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ import uuid
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_jobprogress import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 from sqlalchemy.exc import IntegrityError
 
 from ..db import db, transient_reason
 from ..models import Job
-from ..progress import CANCELLED, COMPLETED, ERROR, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, ProgressTracker
 from ..sources.errors import SourceError
 from ..waiting import GaveUp, Patience, call_with_retries
 from .context import JobContext

@@ -30,7 +30,7 @@ def init_app(app):
 
     access.init_app(app)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(streams.bp)
+    streams.init_app(app)
     app.register_blueprint(playlists.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(listenbrainz.bp)

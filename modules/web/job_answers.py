@@ -10,7 +10,7 @@ from .api_errors import error
 
 def job_links(job_id):
     return {"job_id": job_id, "progress_url": url_for("pages.progress", job_id=job_id),
-            "events_url": url_for("streams.job_events", job_id=job_id),
+            "events_url": url_for("jobprogress.events", job_id=job_id),
             "status_url": url_for("api.job_status", job_id=job_id)}
 
 

@@ -7,11 +7,11 @@ import math
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_jobprogress import FINAL_STATUSES
 
 from ..db import db
 from ..jobs import KINDS, job_snapshot
 from ..models import Job, utc_iso
-from ..progress import FINAL_STATUSES
 from .i18n import lazy_gettext as _l
 
 PAGE_SIZE = 25

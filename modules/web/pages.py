@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import format_date
+from flask_jobprogress import FINAL_STATUSES
 
 from .. import preferences
 from ..db import db
@@ -16,7 +17,6 @@ from ..importers.enrichment import description_language
 from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
 from ..models import Album, CollectionItem, Job, Listen, utc_iso
-from ..progress import FINAL_STATUSES
 from ..sources import ai, discogs, lastfm, spotify
 from . import collection_query, connections, i18n, job_history, listens_query, timeline
 from .i18n import gettext as _

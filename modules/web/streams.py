@@ -1,52 +1,34 @@
-"""Server-Sent Events: GET /api/v1/jobs/<id>/events streams a job's progress until it ends."""
+"""Server-Sent Events: GET /api/v1/jobs/<id>/events streams a job's progress until it ends.
+
+Served by flask_jobprogress's extension (its event-stream route only: the JSON snapshot and cancel
+are /api/v1 routes of their own), with Sillon's job snapshots: the jobs table says which jobs exist,
+and on an idle heartbeat a job whose process died is found and shown interrupted. The extension also
+serves the browser client, /static/jobprogress/jobprogress.js, that static/js/progress.js builds on.
+"""
 from __future__ import annotations
 
-import threading
-
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask_jobprogress import JobProgress
 
 from ..db import db
 from ..jobs import job_snapshot
-from ..progress import SSE_HEADERS, event_stream, parse_last_event_id
 
-bp = Blueprint("streams", __name__, url_prefix="/api/v1")
-_open = 0  # streams of this process being served now (GET /api/v1/health shows it)
-_open_lock = threading.Lock()
+progress = JobProgress()
+
+
+def init_app(app):
+    sillon = app.extensions["sillon"]
+    progress.init_app(app, store=sillon["progress_store"], url_prefix="/api/v1/jobs", routes=("events",),
+                      static_url_path="/static/jobprogress", snapshot=_snapshot,
+                      heartbeat=sillon["settings"]["SSE_HEARTBEAT_SECONDS"])
+
+
+def _snapshot(job_id):
+    try:
+        return job_snapshot(job_id)
+    finally:
+        db.session.remove()  # a stream holds no database connection while it waits
 
 
 def open_streams():
-    return _open
-
-
-def _counted(stream):
-    """Count the stream while it is served; a client that goes away closes it (GeneratorExit)."""
-    global _open
-    with _open_lock:
-        _open += 1
-    try:
-        yield from stream
-    finally:
-        with _open_lock:
-            _open -= 1
-
-
-@bp.get("/jobs/<job_id>/events")
-def job_events(job_id):
-    app = current_app._get_current_object()
-    sillon = app.extensions["sillon"]
-    store = sillon["progress_store"]
-    if job_snapshot(job_id) is None:
-        return jsonify({"error": f"no job {job_id}"}), 404
-    db.session.remove()  # the stream holds no database connection while it waits
-    last_id = parse_last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
-
-    def refresh(jid):
-        with app.app_context():
-            try:
-                return job_snapshot(jid)
-            finally:
-                db.session.remove()
-
-    stream = event_stream(store, job_id, last_id, heartbeat=sillon["settings"]["SSE_HEARTBEAT_SECONDS"],
-                          refresh=refresh)
-    return Response(_counted(stream), mimetype="text/event-stream", headers=SSE_HEADERS)
+    """Streams of this process being served now (GET /api/v1/health shows it)."""
+    return progress.open_streams()

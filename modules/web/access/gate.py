@@ -22,7 +22,7 @@ from . import api_token, login_limit
 bp = Blueprint("access", __name__)
 csrf = CSRFProtect()
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PUBLIC_ENDPOINTS = frozenset({"static", "access.login"})
+PUBLIC_ENDPOINTS = frozenset({"static", "jobprogress.static", "access.login"})
 # Blueprints that check the API token themselves and take no cookie (the ListenBrainz API, /1/...).
 TOKEN_ONLY_BLUEPRINTS = frozenset({"listenbrainz"})
 SESSION_KEY = "signed_in"

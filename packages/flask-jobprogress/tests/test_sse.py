@@ -5,10 +5,9 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
-from modules.progress import DatabaseStore, MemoryStore, ProgressTracker, event_stream
-from modules.progress import store as store_module
-from modules.progress.sse import format_event, parse_last_event_id
+from flask_jobprogress import DatabaseStore, MemoryStore, ProgressTracker, event_stream
+from flask_jobprogress import database_store as store_module
+from flask_jobprogress.sse import format_event, parse_last_event_id
 
 STEPS = [("fetch", "Fetch", 1), ("import", "Import", 3)]
 
@@ -61,7 +60,7 @@ def store():
 
 
 def test_stream_follows_a_running_job_to_its_end(store):
-    tracker = ProgressTracker("job-1", "lastfm_import", STEPS, publish=store.publish, min_interval=0.01)
+    tracker = ProgressTracker("job-1", "file_import", STEPS, publish=store.publish, min_interval=0.01)
     tracker.start("Starting")
     connected_version = store.get("job-1")["version"]
     go = threading.Event()

@@ -4,8 +4,7 @@ import time
 from itertools import pairwise
 
 import pytest
-
-from modules.progress import MemoryStore, ProgressTracker
+from flask_jobprogress import MemoryStore, ProgressTracker
 
 SNAPSHOT_KEYS = {
     "id", "kind", "status", "overall_progress", "elapsed_time", "eta_seconds", "rate",
@@ -58,10 +57,10 @@ def step(snap, step_id):
 
 # ------------------------------------------------------------------ snapshot shape
 def test_snapshot_has_every_key_and_a_queued_start():
-    tracker = ProgressTracker("job-1", "lastfm_import", STEPS)
+    tracker = ProgressTracker("job-1", "file_import", STEPS)
     snap = tracker.snapshot()
     assert SNAPSHOT_KEYS <= set(snap)
-    assert snap["id"] == "job-1" and snap["kind"] == "lastfm_import"
+    assert snap["id"] == "job-1" and snap["kind"] == "file_import"
     assert snap["status"] == "queued"
     assert snap["overall_progress"] == 0.0
     assert snap["elapsed_time"] == 0.0 and snap["eta_seconds"] is None and snap["rate"] == 0.0
@@ -291,7 +290,7 @@ def test_add_error_caps_the_sample_but_keeps_counting():
 # ------------------------------------------------------------------------- lifecycle
 @pytest.mark.parametrize("finish, status", [
     (lambda t: t.complete(result={"imported": 3}, redirect_url="/library"), "completed"),
-    (lambda t: t.fail("Last.fm said: invalid API key", result={"imported": 3}), "error"),
+    (lambda t: t.fail("the remote service said: invalid API key", result={"imported": 3}), "error"),
     (lambda t: t.cancelled(result={"imported": 3}), "cancelled"),
     (lambda t: t.interrupted("The server restarted", result={"imported": 3}), "interrupted"),
 ])
@@ -316,7 +315,7 @@ def test_status_transitions(finish, status):
     assert snap["eta_seconds"] is None
     assert snap["redirect_url"] == ("/library" if status == "completed" else None)
     if status == "error":
-        assert snap["message"] == "Last.fm said: invalid API key"
+        assert snap["message"] == "the remote service said: invalid API key"
         assert step(snap, "fetch")["status"] == "error"
     assert step(snap, "import")["status"] == ("completed" if status == "completed" else "pending")
 
@@ -570,3 +569,13 @@ def test_a_step_whose_substeps_start_one_by_one_does_not_go_backwards():
         seen.append(step(tracker.snapshot(), "read")["progress"])
     assert seen == sorted(seen) and seen[-1] == 100.0
     assert seen[:3] == [0.0, 16.7, 33.3]
+
+
+def test_count_errors_counts_without_samples():
+    tracker = ProgressTracker("job-1", "file_import", STEPS, max_errors=2)
+    for line in range(3):
+        tracker.add_error("bad row", line=line)
+    tracker.count_errors(5)
+    snap = tracker.snapshot()
+    assert snap["errors_total"] == 8 and snap["counters"] == {"errors": 8}
+    assert [e["line"] for e in snap["errors_sample"]] == [0, 1]

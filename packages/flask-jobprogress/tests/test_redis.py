@@ -1,31 +1,24 @@
-"""The Redis progress store against the real Redis on 127.0.0.1:6379 (started by .ci/run)."""
+"""The Redis progress store against a real Redis server (conftest.py: redis_url), each test on a
+prefix (keys and channel) of its own."""
 import threading
 import time
 import uuid
 
 import pytest
-
-from modules.progress import ProgressTracker
-from modules.progress.redis_store import CHANNEL, RedisStore
-from modules.progress.sse import event_stream
-
-URL = "redis://127.0.0.1:6379/15"
+from flask_jobprogress import ProgressTracker
+from flask_jobprogress.redis_store import RedisStore
+from flask_jobprogress.sse import event_stream
 
 
 @pytest.fixture
-def stores():
+def stores(redis_url, prefix):
     made = []
 
-    def make():
-        store = RedisStore(URL)
+    def make(prefix=prefix):
+        store = RedisStore(redis_url, prefix=prefix)
         made.append(store)
         return store
 
-    first = make()
-    try:
-        first.redis.ping()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({exc}); .ci/run starts it")
     yield make
     for store in made:
         store.close()
@@ -84,10 +77,9 @@ def test_one_subscriber_connection_per_process_however_many_streams(stores):
     other.subscribe(uuid.uuid4().hex)
     assert other.listening.wait(5)
     # two processes (stores) with 301 streams between them: two subscriptions on the channel
-    assert web.redis.pubsub_numsub(CHANNEL)[0][1] >= 2
-    before = web.redis.pubsub_numsub(CHANNEL)[0][1]
+    assert web.redis.pubsub_numsub(web.channel)[0][1] == 2
     more = [web.subscribe(uuid.uuid4().hex) for _ in range(300)]
-    assert web.redis.pubsub_numsub(CHANNEL)[0][1] == before
+    assert web.redis.pubsub_numsub(web.channel)[0][1] == 2
     for s in subs + more:
         s.close()
 
@@ -109,3 +101,16 @@ def test_sse_stream_over_redis(stores):
     reader.join(5)
     assert not reader.is_alive()
     assert out[-1].startswith("id: ") and "event: done" in out[-1] and "/journal" in out[-1]
+
+
+def test_two_prefixes_on_one_server_keep_apart(stores, prefix):
+    mine, theirs, job = stores(), stores(prefix + ":other"), uuid.uuid4().hex
+    sub = theirs.subscribe(job)
+    assert theirs.listening.wait(5)
+    mine.publish(snap(job, 1, message="mine"))
+    assert mine.get(job)["message"] == "mine"
+    assert theirs.get(job) is None
+    assert sub.wait(-1, 0.3) is None  # their subscriber heard nothing on its channel
+    theirs.publish(snap(job, 1, message="theirs"))
+    assert sub.wait(-1, 5)["message"] == "theirs" and mine.get(job)["message"] == "mine"
+    sub.close()

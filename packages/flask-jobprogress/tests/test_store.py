@@ -5,14 +5,13 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
-from modules.progress import DatabaseStore, MemoryStore, ProgressTracker
-from modules.progress import store as store_module
-from modules.progress.store import Fanout
+from flask_jobprogress import DatabaseStore, MemoryStore, ProgressTracker
+from flask_jobprogress import database_store as store_module
+from flask_jobprogress.store import Fanout
 
 
 def snap(version, job_id="job-1", status="running", **extra):
-    return {"id": job_id, "kind": "lastfm_import", "status": status, "version": version,
+    return {"id": job_id, "kind": "file_import", "status": status, "version": version,
             "done": version, "counters": {"imported": version}, "redirect_url": None, **extra}
 
 

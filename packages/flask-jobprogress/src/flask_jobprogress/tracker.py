@@ -316,6 +316,13 @@ class ProgressTracker:
                 self.errors_sample.append({"message": str(message), **where})
             self._changes += 1
 
+    def count_errors(self, n=1):
+        """Count `n` errors whose samples are not kept (they were kept elsewhere, or capped)."""
+        with self._lock:
+            self.errors_total += n
+            self._counters["errors"] = self._counters.get("errors", 0) + n
+            self._changes += 1
+
     def set_message(self, message):
         with self._lock:
             self.message = message

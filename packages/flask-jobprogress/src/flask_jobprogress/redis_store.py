@@ -15,8 +15,8 @@ import time
 from .store import Fanout
 
 log = logging.getLogger(__name__)
-CHANNEL = "sillon:progress"
-KEY = "sillon:progress:{}"
+PREFIX = "jobprogress"  # the channel; snapshots live under "<prefix>:<job id>"
+CHANNEL = PREFIX  # the default store's channel
 TTL_SECONDS = 30 * 86400  # finished jobs' live snapshots expire; the job history stays in the database
 
 # KEYS[1] = hash; ARGV = version, snapshot json, ttl, channel. Store and announce only if newer.
@@ -35,10 +35,18 @@ POOL_WAIT_SECONDS = 10
 
 
 class RedisStore:
-    def __init__(self, url, client=None):
+    """Snapshots in Redis, shared by every process that uses the same URL and prefix.
+
+    `prefix` names the pub/sub channel and starts every key ("<prefix>:<job id>"): two apps on one
+    Redis keep apart by giving each its own. `client` is an existing `redis.Redis` to use.
+    """
+
+    def __init__(self, url, client=None, *, prefix=PREFIX):
         import redis
 
         self.url = url
+        self.channel = prefix
+        self._key = prefix + ":{}"
         if client is None:
             # A bounded pool: 2,000 streams connecting at once each read a snapshot, and an unbounded
             # pool would open a connection per concurrent read. With this one a process never holds
@@ -56,11 +64,11 @@ class RedisStore:
 
     def publish(self, snapshot):
         text = json.dumps(snapshot)
-        self._publish(keys=[KEY.format(snapshot["id"])], args=[snapshot["version"], text, TTL_SECONDS, CHANNEL])
+        self._publish(keys=[self._key.format(snapshot["id"])], args=[snapshot["version"], text, TTL_SECONDS, self.channel])
         self.fanout.deliver(snapshot)  # this process's streams need not wait for the round trip
 
     def get(self, job_id):
-        text = self.redis.hget(KEY.format(job_id), "snapshot")
+        text = self.redis.hget(self._key.format(job_id), "snapshot")
         return json.loads(text) if text else None
 
     def subscribe(self, job_id):
@@ -83,7 +91,7 @@ class RedisStore:
         while not self._stopped:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(self.channel)
                 self.listening.set()
                 while not self._stopped:
                     message = pubsub.get_message(timeout=1.0)
