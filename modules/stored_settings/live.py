@@ -117,6 +117,17 @@ class LiveSettings(Mapping):
             log.info("settings saved in the app: %s", ", ".join(sorted(rows)))  # names only, never values
         self.refresh()
 
+    def check(self, changes):
+        """Raise SettingRefused as `save` would, saving nothing."""
+        problems = {}
+        for name, value in changes.items():
+            try:
+                self._row(name, value, encrypt=False)
+            except ValueError as exc:
+                problems[name] = str(exc)
+        if problems:
+            raise SettingRefused(problems)
+
     def candidate(self, changes):
         """The settings as they would be with `changes` saved (for a connection test before saving)."""
         values = dict(self._values)
@@ -126,7 +137,7 @@ class LiveSettings(Mapping):
                     self.layers.file_values.get(name, _default(name)))
         return values
 
-    def _row(self, name, value):
+    def _row(self, name, value, encrypt=True):
         if name not in config.SETTINGS:
             raise ValueError(_("There is no setting %(name)s.", name=name))
         if name not in config.APP_SETTINGS:
@@ -140,7 +151,7 @@ class LiveSettings(Mapping):
             return None
         value = self._checked(name, value)
         if name in config.SECRET_SETTINGS:
-            return self._cipher.encrypt(str(value)), True
+            return (self._cipher.encrypt(str(value)) if encrypt else None), True
         return store.encode(value), False
 
     @staticmethod

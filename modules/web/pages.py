@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_date
 
 from .. import preferences
@@ -18,7 +18,7 @@ from ..jobs.live_tracker import tracker_status
 from ..models import Album, CollectionItem, Job, Listen, utc_iso
 from ..progress import FINAL_STATUSES
 from ..sources import ai, discogs, lastfm, spotify
-from . import collection_query, connections, i18n, job_history, listens_query, timeline
+from . import collection_query, connections, i18n, job_history, listens_query, settings_forms, timeline
 from .i18n import gettext as _
 from .uploads import UploadRejected, start_upload_import
 
@@ -142,9 +142,13 @@ def _running(kind):
     return job_snapshot(job_id) if job_id else None
 
 
-def _settings_context(error=None):
+def _settings_context(error=None, form_result=None):
     settings = current_app.extensions["sillon"]["settings"]
-    return {"error": error, "max_mb": settings["MAX_UPLOAD_MB"],
+    if form_result is None and request.args.get("saved") in settings_forms.GROUPS:
+        form_result = {"group": request.args["saved"], "ok": True, "message": _("Saved.")}
+    return {"error": error, "connect_forms": settings_forms.forms(), "form_result": form_result or {},
+            "lost_secrets": settings.lost_secrets, "unknown_config_keys": settings.layers.unknown_keys,
+            "config_file": settings.layers.config_file.name, "max_mb": settings["MAX_UPLOAD_MB"],
             "lastfm_missing": lastfm.missing_settings(settings), "lastfm_user": settings["LASTFM_USERNAME"],
             "lastfm_running": _running("lastfm_history"), "tracker": tracker_status(),
             "discogs_missing": discogs.missing_settings(settings), "discogs_running": _running("discogs_sync"),
@@ -167,7 +171,25 @@ def _first_visit():
 
 @bp.get("/settings")
 def settings():
-    return render_template("settings.html", **_settings_context())
+    return settings_page()
+
+
+@bp.post("/settings/connect/<group>")
+def settings_connect(group):
+    """A connection form: saved after its test passes (or "Save anyway"); JSON for the page's script."""
+    if group not in settings_forms.GROUPS:
+        abort(404)
+    status, body = settings_forms.save(group, request.form)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"group": group, **body}), status
+    if status == 200:
+        return redirect(url_for("pages.settings", saved=group) + f"#connect-{group}", 303)
+    return settings_page(form_result={"group": group, **body}), status
+
+
+def settings_page(form_result=None):
+    """The settings page; `form_result` is a connection form's refused save, shown at its form."""
+    return render_template("settings.html", **_settings_context(form_result=form_result))
 
 
 @bp.post("/settings/upload")
