@@ -160,7 +160,45 @@ def _settings_context(error=None, form_result=None):
             "albums_waiting": db.session.execute(sa.select(sa.func.count()).select_from(Album)
                                                  .where(Album.needs_enrichment.is_(True))).scalar(),
             "ai_language": description_language(settings), "services": connections.states(),
-            "first_visit": _first_visit()}
+            "first_visit": _first_visit(), "guide": _guide(settings)}
+
+
+GUIDE_STARTED, GUIDE_HIDDEN = "guide.started", "guide.hidden"
+
+
+def _guide(settings):
+    """The first-run guide's steps, or None: shown on an empty Sillon, then followed to the end once a
+    service was connected from it, unless the person left it."""
+    if preferences.get(GUIDE_HIDDEN) or not (_first_visit() or preferences.get(GUIDE_STARTED)):
+        return None
+
+    def job_step(step_id, label, kind, anchor):
+        running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
+        done = db.session.execute(sa.select(Job.id).where(Job.kind == kind, Job.status == "completed")
+                                  .limit(1)).first() is not None
+        return {"id": step_id, "label": label, "done": done, "href": "#" + anchor,
+                "progress_url": url_for("pages.progress", job_id=running) if running else None}
+
+    steps = [
+        {"id": "connect-lastfm", "label": _("Connect Last.fm"), "done": not lastfm.missing_settings(settings),
+         "href": "#connect-lastfm", "progress_url": None},
+        job_step("import-history", _("Import your listening history"), "lastfm_history", "lastfm-card"),
+        {"id": "connect-discogs", "label": _("Connect Discogs"), "done": not discogs.missing_settings(settings),
+         "href": "#connect-discogs", "progress_url": None},
+        job_step("sync", _("Sync your Discogs shelf"), "discogs_sync", "discogs-card"),
+        job_step("enrich", _("Enrich your albums (covers, descriptions)"), "enrich", "enrich-card"),
+    ]
+    if all(step["done"] for step in steps):
+        return None
+    next(step for step in steps if not step["done"])["current"] = True
+    return {"steps": steps}
+
+
+@bp.post("/settings/guide/hide")
+def settings_guide_hide():
+    """Leave the first-run guide (everything it leads to stays on the settings page)."""
+    preferences.put(GUIDE_HIDDEN, True)
+    return redirect(url_for("pages.settings"), 303)
 
 
 def _first_visit():
@@ -179,7 +217,10 @@ def settings_connect(group):
     """A connection form: saved after its test passes (or "Save anyway"); JSON for the page's script."""
     if group not in settings_forms.GROUPS:
         abort(404)
+    first_visit = _first_visit()
     status, body = settings_forms.save(group, request.form)
+    if status == 200 and first_visit:
+        preferences.put(GUIDE_STARTED, True)  # the guide now follows the person to its last step
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"group": group, **body}), status
     if status == 200:
