@@ -54,7 +54,7 @@ def test_save_tests_with_the_service_then_applies_at_once(page_app, fm):
     assert client.post("/api/v1/services/lastfm/check").status_code == 200
 
 
-def test_a_wrong_key_is_refused_with_the_services_answer_and_nothing_saved(page_app):
+def test_a_wrong_key_is_refused_with_the_services_answer_and_nothing_saved(page_app, fm):
     client = page_app.test_client()
     resp = post(client, "lastfm", {"LASTFM_API_KEY": "wrong-key-1", "LASTFM_API_SECRET": SECRET,
                                    "LASTFM_USERNAME": "rj"})
@@ -65,6 +65,10 @@ def test_a_wrong_key_is_refused_with_the_services_answer_and_nothing_saved(page_
     assert settings_of(page_app)["LASTFM_API_KEY"] is None
     unknown = post(client, "lastfm", {"LASTFM_API_KEY": KEY, "LASTFM_API_SECRET": SECRET, "LASTFM_USERNAME": "nobody"})
     assert unknown.status_code == 400 and "does not know the user" in unknown.get_json()["message"]
+    fm.set_private("rj")
+    private = post(client, "lastfm", {"LASTFM_API_KEY": KEY, "LASTFM_API_SECRET": SECRET, "LASTFM_USERNAME": "rj"})
+    assert private.status_code == 400 and "hides its recent listens" in private.get_json()["message"]
+    fm.set_private("rj", False)
     anyway = post(client, "lastfm", {"LASTFM_API_KEY": "wrong-key-1", "LASTFM_API_SECRET": SECRET,
                                      "LASTFM_USERNAME": "rj", "save_anyway": "1"})
     assert anyway.status_code == 200 and "Saved anyway" in anyway.get_json()["message"]

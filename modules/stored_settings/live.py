@@ -57,17 +57,6 @@ class LiveSettings(Mapping):
         """True when the environment sets `name`: it wins, so the page cannot change it."""
         return name in self.layers.environment
 
-    def override(self, name, value):
-        """Set `name` as the environment would (tests and create_app overrides); None unsets it."""
-        with self._lock:
-            if value is None:
-                self.layers.environment.pop(name, None)
-            else:
-                self.layers.environment[name] = value
-            self._version = None  # resolve again at the next refresh
-            self._values, self._sources = config.resolve(self.layers, {})
-        self.refresh()
-
     def refresh(self):
         """Reload when the settings version moved (one primary-key read otherwise); True if it did."""
         try:

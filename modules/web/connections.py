@@ -30,7 +30,10 @@ class CheckFailed(Exception):
 
 def _lastfm(settings):
     try:
-        count = lastfm.fetch_playcount(lastfm.make_network(settings), settings["LASTFM_USERNAME"])
+        network = lastfm.make_network(settings)
+        count = lastfm.fetch_playcount(network, settings["LASTFM_USERNAME"])
+        # A profile that hides its listens answers user.getInfo but not the listens an import reads.
+        lastfm.fetch_recent_page(network, settings["LASTFM_USERNAME"], 1, limit=1)
     except (lastfm.LastfmSettingsError, lastfm.LastfmFatalError, lastfm.LastfmTemporaryError) as exc:
         raise CheckFailed(str(exc)) from None
     return _("Last.fm answers for %(user)s (%(count)s listens there).", user=settings["LASTFM_USERNAME"],
