@@ -12,6 +12,7 @@ import config as config_module
 from modules import VERSION
 from modules import db as db_module
 from modules.jobs import make_runner, reap_stale_jobs
+from modules.stored_settings import Cipher, LiveSettings
 from modules.web import cli as cli_module
 from modules.web import i18n
 from modules.web import init_app as init_web
@@ -36,8 +37,15 @@ def create_app(config=None):
     """Build the app from settings (environment, config.json, defaults), overridden by `config`."""
     config = dict(config or {})
     environ = config.pop("ENVIRON", None)
-    settings = config_module.load_settings(environ=environ, root=ROOT)
-    settings.update({k: v for k, v in config.items() if k in config_module.SETTINGS})
+    layers = config_module.read_layers(environ=environ, root=ROOT)
+    # Values given to create_app count as the environment: set by whoever starts the process.
+    for name, value in config.items():
+        if name in config_module.SETTINGS and value is not None:
+            try:
+                layers.environment[name] = config_module.check_value(name, value)
+            except ValueError as exc:
+                raise RuntimeError(str(exc)) from None
+    settings = config_module.resolve(layers)[0]
     instance = Path(settings["INSTANCE_PATH"])
     instance.mkdir(parents=True, exist_ok=True)
 
@@ -61,11 +69,19 @@ def create_app(config=None):
         # The progress store's writes wait briefly for a lock: while another program holds the
         # database, the latest progress still reaches this process's pages (store.publish), and
         # the tracker publishes it again later.
-        store_engine = db_module.db.engine.execution_options(**{db_module.BUSY_SECONDS: STORE_BUSY_SECONDS})
+        engine = db_module.db.engine
+        store_engine = engine.execution_options(**{db_module.BUSY_SECONDS: STORE_BUSY_SECONDS})
         store = make_store(settings["PROGRESS_STORE"], engine=store_engine, redis_url=settings["REDIS_URL"],
                            redis_prefix=REDIS_PREFIX,
                            **({"poll_interval": settings["PROGRESS_POLL_INTERVAL"]}
                               if settings["PROGRESS_STORE"] == "database" else {}))
+    # The live settings: what is saved in the app joins in here, and every request, job and tracker
+    # poll follows later changes (modules/stored_settings).
+    settings = LiveSettings(layers, engine, Cipher(instance))
+    settings.refresh()
+    if layers.unknown_keys:
+        log.warning("%s: keys no setting reads, ignored: %s (the setting names are listed in docs/settings.md)",
+                    layers.config_file, ", ".join(layers.unknown_keys))
     app.extensions["sillon"] = {"settings": settings, "progress_store": store, "runner": make_runner(settings["JOB_RUNNER"], settings=settings)}
     init_web(app)
     cli_module.init_app(app)

@@ -1,8 +1,12 @@
-"""Settings: environment variables first, then an optional config.json, then defaults.
+"""Settings: environment variables first, then values saved in the app, then an optional
+config.json, then defaults.
 
-config.json keeps the layout people already use:
+config.json takes the flat setting names ({"LASTFM_API_KEY": "..."}) and the grouped layout people
+already use:
     {"secrets": {"lastfm": {"api_key", "api_secret", "username"}, "discogs": {...},
                  "spotify": {...}, "tracker": {"interval_seconds": 120}}}
+The values saved in the app live in the database (modules/stored_settings); this module only
+reads the environment and the file, and says how the layers combine (`resolve`).
 """
 from __future__ import annotations
 
@@ -101,6 +105,17 @@ SECRET_SETTINGS = frozenset({"SECRET_KEY", "LASTFM_API_KEY", "LASTFM_API_SECRET"
                              "CELERY_BROKER_URL", "APP_PASSWORD", "API_TOKEN"})
 
 
+# What a person can save on the settings page (and PATCH /api/v1/settings), in the page's order.
+# The others (database, runner, access, base URLs, limits) are the operator's: environment or
+# config.json, read at start.
+APP_SETTINGS = ("LASTFM_API_KEY", "LASTFM_API_SECRET", "LASTFM_USERNAME", "DISCOGS_TOKEN", "DISCOGS_USERNAME",
+                "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "AI_API_URL", "AI_API_KEY", "AI_MODEL", "AI_LANGUAGE",
+                "TRACKER_INTERVAL_SECONDS", "TIMEZONE", "SCROBBLE_USERNAME")
+
+# Where a value comes from, as the settings page and GET /api/v1/settings name it.
+ENVIRONMENT, SAVED, CONFIG_FILE, DEFAULT = "environment", "app", "config.json", "default"
+
+
 def _from_json(data, dotted):
     node = data.get("secrets", {})
     for part in dotted.split("."):
@@ -110,33 +125,93 @@ def _from_json(data, dotted):
     return node
 
 
-def load_settings(environ=None, config_file=None, root=None):
-    """Resolve every setting: environment wins over config.json, which wins over defaults."""
+def _unknown_keys(data):
+    """The config.json keys Sillon does not read (a typo, or a name from another version)."""
+    unknown = [key for key in data if key != "secrets" and key not in SETTINGS]
+    paths = {path for path, *_rest in SETTINGS.values() if path}
+    groups = data.get("secrets")
+    if isinstance(groups, dict):
+        known_groups = {path.split(".")[0] for path in paths}
+        for group, keys in groups.items():
+            if group not in known_groups or not isinstance(keys, dict):
+                unknown.append(f"secrets.{group}")
+                continue
+            unknown += [f"secrets.{group}.{key}" for key in keys if f"{group}.{key}" not in paths]
+    elif groups is not None:
+        unknown.append("secrets")
+    return sorted(unknown)
+
+
+class Layers:
+    """The settings as the environment and config.json give them, before anything saved in the app."""
+
+    def __init__(self, environment, file_values, unknown_keys, config_file, root):
+        self.environment = environment  # name -> converted value, for every name set there
+        self.file_values = file_values  # name -> converted value
+        self.unknown_keys = unknown_keys  # config.json keys no setting reads
+        self.config_file = config_file
+        self.root = root
+
+
+def _convert(name, value):
+    try:
+        return SETTINGS[name][2](value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name} has an invalid value: {exc}") from None
+
+
+def read_layers(environ=None, config_file=None, root=None):
+    """Read the environment and config.json; a bad value or a broken file stops here, named."""
     environ = os.environ if environ is None else environ
     root = Path(root or Path(__file__).resolve().parent)
     config_file = Path(environ.get("SILLON_CONFIG") or config_file or root / "config.json")
-    file_data = {}
+    data = {}
     if config_file.is_file():
         try:
-            file_data = json.loads(config_file.read_text(encoding="utf-8"))
+            data = json.loads(config_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RuntimeError(f"{config_file} is not valid JSON ({exc}); fix or remove it") from exc
-    settings = {}
-    for name, (json_path, default, convert, _doc) in SETTINGS.items():
-        value = environ.get(name)
-        if value in (None, "") and json_path:
-            value = _from_json(file_data, json_path)
-        if value in (None, ""):
-            value = default
-        if value is not None:
-            try:
-                value = convert(value)
-            except (TypeError, ValueError) as exc:
-                raise RuntimeError(f"setting {name} has an invalid value: {exc}") from exc
-        settings[name] = value
-    instance = Path(settings["INSTANCE_PATH"] or root / "instance").resolve()
-    settings["INSTANCE_PATH"] = str(instance)
-    return settings
+        if not isinstance(data, dict):
+            raise RuntimeError(f"{config_file} must hold a JSON object ({{\"NAME\": value, ...}})")
+    environment, file_values = {}, {}
+    try:
+        for name, (json_path, _default, _convert_fn, _doc) in SETTINGS.items():
+            if environ.get(name) not in (None, ""):
+                environment[name] = _convert(name, environ[name])
+            value = data.get(name)  # the flat name wins over the grouped path
+            if value in (None, "") and json_path:
+                value = _from_json(data, json_path)
+            if value not in (None, ""):
+                file_values[name] = _convert(name, value)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    return Layers(environment, file_values, _unknown_keys(data), config_file, root)
+
+
+def resolve(layers, saved=None):
+    """(values, sources) of every setting: environment, then saved in the app, then config.json, then default."""
+    saved = saved or {}
+    values, sources = {}, {}
+    for name, (_path, default, convert, _doc) in SETTINGS.items():
+        for source, layer in ((ENVIRONMENT, layers.environment), (SAVED, saved), (CONFIG_FILE, layers.file_values)):
+            if name in layer:
+                values[name], sources[name] = layer[name], source
+                break
+        else:
+            values[name] = convert(default) if default is not None else None
+            sources[name] = DEFAULT
+    values["INSTANCE_PATH"] = str(Path(values["INSTANCE_PATH"] or layers.root / "instance").resolve())
+    return values, sources
+
+
+def check_value(name, value):
+    """`value` converted for setting `name`; ValueError with a message for the person if it does not fit."""
+    return _convert(name, value)
+
+
+def load_settings(environ=None, config_file=None, root=None):
+    """Resolve every setting from the environment, config.json and defaults (nothing saved in the app)."""
+    return resolve(read_layers(environ, config_file, root))[0]
 
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")

@@ -55,8 +55,9 @@ def settings_table(settings=None):
     for name, (json_path, default, convert, description) in settings.items():
         secret = " (secret)" if name in sillon_config.SECRET_SETTINGS else ""
         path = f"`secrets.{json_path}`" if json_path else ""
+        page = "Settings page: " if name in sillon_config.APP_SETTINGS else ""
         lines.append(f"| `{name}`{secret} | {path} | {setting_type(convert, default)} | {shown_default(default)} "
-                     f"| {cell(description)} |")
+                     f"| {page}{cell(description)} |")
     return "\n".join(lines)
 
 

@@ -155,6 +155,23 @@ class Preference(db.Model):
     updated_at = sa.Column(sa.Float, nullable=False, default=time.time, onupdate=time.time)
 
 
+class StoredSetting(db.Model):
+    """A setting saved on the settings page: JSON text, or a Fernet token for a secret."""
+    __tablename__ = "stored_settings"
+    name = sa.Column(sa.String(64), primary_key=True)
+    value = sa.Column(sa.Text, nullable=False)
+    encrypted = sa.Column(sa.Boolean, nullable=False, default=False)
+    updated_at = sa.Column(sa.Float, nullable=False, default=time.time)
+
+
+class SettingsVersion(db.Model):
+    """One row whose number grows with every change of a stored setting: each process compares it
+    with the one it loaded (one primary-key read) and reloads only when it moved."""
+    __tablename__ = "settings_version"
+    id = sa.Column(sa.Integer, primary_key=True)
+    version = sa.Column(sa.Integer, nullable=False, default=0)
+
+
 class Playlist(db.Model):
     """A saved playlist: made by a generator (`kind`, with the `params` it ran with) or by hand."""
     __tablename__ = "playlists"

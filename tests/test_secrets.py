@@ -313,3 +313,71 @@ def test_the_repository_scan_finds_a_planted_key(tmp_path):
 def test_config_json_is_ignored_by_git():
     ignored = subprocess.run(["git", "check-ignore", "-q", "config.json"], cwd=ROOT)
     assert ignored.returncode == 0
+
+
+FORM_SECRETS = {"lastfm": ("LASTFM_API_KEY", "LASTFM_API_SECRET"), "discogs": ("DISCOGS_TOKEN",),
+                "spotify": ("SPOTIFY_CLIENT_SECRET",), "ai": ("AI_API_KEY",)}
+
+
+def database_text(app, instance):
+    """Everything the database holds, as bytes: the SQLite files, or every row of every PostgreSQL table."""
+    if DATABASE != "postgresql":
+        return b"".join(p.read_bytes() for p in instance.glob("sillon.db*"))
+    from modules.db import db
+
+    with app.app_context():
+        try:
+            tables = sa.inspect(db.engine).get_table_names()
+            return "\n".join(str(db.session.execute(sa.text(f'SELECT * FROM "{t}"')).all()) for t in tables).encode()
+        finally:
+            db.session.remove()
+
+
+def test_secrets_saved_through_the_forms_never_come_back(tmp_path, migrated_template, values, emus, caplog,
+                                                         every_logger):
+    caplog.set_level(logging.DEBUG)
+    instance = tmp_path / "instance"
+    typed = {name for names in FORM_SECRETS.values() for name in names}
+    environ = {k: v for k, v in environ_for(values, emus).items() if k not in typed}
+    app = make_app(instance, migrated_template, environ={**environ, **with_database_password(instance, values)})
+    seen = []
+    try:
+        client = app.test_client()
+        assert client.post("/login", data={"password": values["APP_PASSWORD"]}).status_code == 303
+        wrong = _secret()
+        refused = client.post("/settings/connect/lastfm", headers={"Accept": "application/json"},
+                              data={"LASTFM_API_KEY": wrong, "LASTFM_API_SECRET": values["LASTFM_API_SECRET"]})
+        assert refused.status_code == 400 and "refused the API key" in refused.get_json()["message"]
+        seen.append(refused.get_data(as_text=True))
+        seen.append(client.post("/settings/connect/lastfm", data={"LASTFM_API_KEY": wrong}).get_data(as_text=True))
+        for group, names in FORM_SECRETS.items():
+            resp = client.post(f"/settings/connect/{group}", headers={"Accept": "application/json"},
+                               data={name: values[name] for name in names})
+            assert resp.status_code == 200, (group, resp.get_json())
+            seen.append(resp.get_data(as_text=True))
+        settings = app.extensions["sillon"]["settings"]
+        assert all(settings.source(name) == "app" for name in typed)
+        run(app, client, "/api/v1/services/discogs/sync")
+        run(app, client, "/api/v1/services/lastfm/import-history")
+        run(app, client, "/api/v1/services/ai/enrich-all")
+        for name in ("lastfm", "discogs", "spotify", "ai"):
+            seen.append(client.post(f"/api/v1/services/{name}/test").get_data(as_text=True))
+        seen.append(client.patch("/api/v1/settings", json={"AI_MODEL": "tiny"}).get_data(as_text=True))
+        jobs, albums = job_ids(app)
+        assert len(jobs) == 3 and albums
+        seen += every_get(app, client, [j for (j,) in jobs], [a for (a,) in albums])
+        assert '"is_set": true' in client.get("/api/v1/settings").get_data(as_text=True).replace('":true', '": true')
+    finally:
+        for job_id in list(app.extensions["sillon"]["runner"].threads):
+            app.extensions["sillon"]["runner"].join(job_id, 10)
+    secrets_typed = {name: values[name] for name in typed} | {"wrong": wrong}
+    for text in seen:
+        assert leaks(text, secrets_typed) == [], text[:2000]
+    logged = "\n".join(f"{r.name} {r.levelname} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "settings saved in the app" in logged  # the save was logged, by name
+    assert leaks(logged, secrets_typed) == []
+    stored = database_text(app, instance)
+    assert stored and [n for n, v in secrets_typed.items() if v.encode() in stored] == []
+    with app.app_context():
+        from modules.db import db
+        db.engine.dispose()

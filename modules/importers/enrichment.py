@@ -12,7 +12,6 @@ import time
 
 import sqlalchemy as sa
 
-from .. import preferences
 from ..db import db
 from ..models import Album, Artist, CollectionItem
 from ..sources import ai, lastfm, spotify
@@ -21,14 +20,9 @@ from ..waiting import GaveUp, Patience, call_with_retries, tracker_waits
 
 STEPS = (("select", "Choose albums", 0.2), ("enrich", "Enrich albums", 5.0), ("finish", "Finish", 0.1))
 PROVIDERS = (("spotify", "Spotify images and links"), ("lastfm", "Last.fm covers"), ("ai", "AI descriptions"))
-LANGUAGE_KEY = "ai.language"
-
-
 def description_language(settings):
-    try:
-        return preferences.get(LANGUAGE_KEY) or settings["AI_LANGUAGE"]
-    finally:
-        db.session.remove()
+    """AI_LANGUAGE as it stands (saved on the settings page, or configured)."""
+    return settings["AI_LANGUAGE"] or "English"
 
 
 def _needs(album, provider):

@@ -10,25 +10,26 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from .. import preferences
-from ..db import db
 from ..sources import lastfm
 from .lastfm_history import LastfmUnavailable, PageFetcher, newest_listen_bound, save_page
 
 STEPS = (("connect", "Connect to Last.fm", 0.1), ("follow", "Follow new listens", 1.0))
 MIN_INTERVAL = 10
 ENABLED_KEY = "tracker.enabled"
-INTERVAL_KEY = "tracker.interval_seconds"
+LASTFM_NAMES = ("LASTFM_API_KEY", "LASTFM_API_SECRET", "LASTFM_USERNAME", "LASTFM_API_URL")
 MAX_CATCH_UP_PAGES = 50  # a poll after a long stop fetches at most 10,000 listens; the next continues
 
 
 def interval_seconds(settings):
-    """The interval chosen on the settings page, else the configured one; never under 10 s."""
-    try:
-        chosen = preferences.get(INTERVAL_KEY)
-    finally:
-        db.session.remove()
-    return max(MIN_INTERVAL, int(chosen or settings["TRACKER_INTERVAL_SECONDS"]))
+    """TRACKER_INTERVAL_SECONDS as it stands now (saved on the settings page, or configured); never under 10 s."""
+    _refresh(settings)
+    return max(MIN_INTERVAL, int(settings["TRACKER_INTERVAL_SECONDS"]))
+
+
+def _refresh(settings):
+    refresh = getattr(settings, "refresh", None)  # the app's live settings; a plain dict in some tests
+    if refresh is not None:
+        refresh()
 
 
 def follow_new_listens(ctx):
@@ -42,7 +43,11 @@ def follow_new_listens(ctx):
     state = {"imported": 0, "skipped": 0, "new_albums": 0, "batches": 0, "next_page": 0,
              **{k: v for k, v in ctx.checkpoint.items() if k in ("imported", "skipped", "new_albums")}}
     state.update(last_error=None, now_playing=None)
+    credentials = tuple(s[name] for name in LASTFM_NAMES)
     while True:
+        _refresh(s)  # a key or user saved on the settings page applies from this poll on
+        if tuple(s[name] for name in LASTFM_NAMES) != credentials:
+            network, credentials = lastfm.make_network(s), tuple(s[name] for name in LASTFM_NAMES)
         _poll(ctx, network, state)
         wait = interval_seconds(s)
         state["next_poll_at"] = time.time() + wait

@@ -53,6 +53,13 @@ def settings():
     return current_app.extensions["sillon"]["settings"]
 
 
+def refresh_settings():
+    """Follow the settings saved in the app since this process last looked (cheap when none moved)."""
+    refresh = getattr(settings(), "refresh", None)
+    if refresh is not None:
+        refresh()
+
+
 def _owner():
     # Recomputed per call: gunicorn forks workers after import, so the pid at import is the master's.
     return f"{OWNER_PREFIX}{socket.gethostname()}:{os.getpid()}"
@@ -149,6 +156,7 @@ def execute(app, job_id):
     _freeze_startup_objects()
     with app.app_context():
         try:
+            refresh_settings()  # a worker started before a change runs this job with the new values
             _execute(job_id)
         finally:
             with _local_lock:

@@ -24,9 +24,16 @@ def init_app(app):
         playlists,
         playlists_api,
         services,
+        settings_api,
         streams,
     )
     from .i18n import gettext as _
+
+    @app.before_request
+    def follow_saved_settings():
+        """A setting saved in another process applies from this request on (one cheap read)."""
+        if request.endpoint != "static":
+            app.extensions["sillon"]["settings"].refresh()
 
     access.init_app(app)
     app.register_blueprint(pages.bp)
@@ -37,7 +44,7 @@ def init_app(app):
     app.register_blueprint(journal_live.bp)
     # /api/v1: each route's declaration checks its requests and describes it in the OpenAPI document.
     api_doc = app.extensions["sillon"]["api"] = openapi.make_api(app)
-    for blueprint in (api.bp, services.bp, playlists_api.bp, analytics_api.bp, health.bp, openapi.bp):
+    for blueprint in (api.bp, services.bp, settings_api.bp, playlists_api.bp, analytics_api.bp, health.bp, openapi.bp):
         api_doc.register_blueprint(blueprint)
     openapi.describe_by_hand(app, api_doc)
 

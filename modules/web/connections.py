@@ -30,7 +30,10 @@ class CheckFailed(Exception):
 
 def _lastfm(settings):
     try:
-        count = lastfm.fetch_playcount(lastfm.make_network(settings), settings["LASTFM_USERNAME"])
+        network = lastfm.make_network(settings)
+        count = lastfm.fetch_playcount(network, settings["LASTFM_USERNAME"])
+        # A profile that hides its listens answers user.getInfo but not the listens an import reads.
+        lastfm.fetch_recent_page(network, settings["LASTFM_USERNAME"], 1, limit=1)
     except (lastfm.LastfmSettingsError, lastfm.LastfmFatalError, lastfm.LastfmTemporaryError) as exc:
         raise CheckFailed(str(exc)) from None
     return _("Last.fm answers for %(user)s (%(count)s listens there).", user=settings["LASTFM_USERNAME"],
@@ -111,25 +114,38 @@ def scrub(text, settings):
     return text
 
 
-def run_test(name):
-    """Run the service's check now; returns (ok, message) and keeps the outcome with its time."""
+def check(name, settings):
+    """Run the service's check with `settings` (the saved ones, or those about to be): (ok, message).
+
+    ok is None when settings are missing (the message names them). Nothing is kept.
+    """
     service = SERVICES[name]
-    settings = _settings()
     missing = service.missing(settings)
     if missing:
-        return None, _("%(service)s is not configured: %(names)s missing. Set them in the environment or in "
-                       "config.json, then restart Sillon.", service=service.label, names=", ".join(missing))
+        return None, _("%(service)s is not configured: %(names)s missing. Enter them in its form on the settings "
+                       "page.", service=service.label, names=", ".join(missing))
     try:
         ok, message = True, service.check(settings)
     except CheckFailed as exc:
         ok, message = False, str(exc)
     except Exception as exc:  # noqa: BLE001 - any library failure is the person's answer, not a 500
         ok, message = False, _("The test failed: %(why)s", why=f"{exc.__class__.__name__}: {exc}")
-    message = scrub(message, settings)
+    return ok, scrub(message, settings)
+
+
+def record(name, ok, message):
+    """Keep a test's outcome with its time, for the settings page."""
     previous = preferences.get(_key(name)) or {}
     now = time.time()
     preferences.put(_key(name), {"ok": ok, "message": message, "at": now,
                                  "last_ok_at": now if ok else previous.get("last_ok_at")})
+
+
+def run_test(name):
+    """Run the service's check now with the settings in use; returns (ok, message) and keeps the outcome."""
+    ok, message = check(name, _settings())
+    if ok is not None:
+        record(name, ok, message)
     return ok, message
 
 

@@ -28,6 +28,8 @@ STRINGS = {
     "settings.job_failed": _l("The job could not start."),
     "settings.no_answer": _l("Sillon did not answer; try again."),
     "settings.saved": _l("Saved."),
+    "settings.testing": _l("Testing with the service…"),
+    "settings.unreachable": _l("Sillon did not answer. Nothing was saved; try again."),
     "settings.checking": _l("Checking…"),
     "tracker.running": _l("running"),
     "tracker.stopped": _l("stopped"),

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_date
 from flask_jobprogress import FINAL_STATUSES
 
@@ -18,7 +18,7 @@ from ..jobs import JobAlreadyRunning, job_snapshot
 from ..jobs.live_tracker import tracker_status
 from ..models import Album, CollectionItem, Job, Listen, utc_iso
 from ..sources import ai, discogs, lastfm, spotify
-from . import collection_query, connections, i18n, job_history, listens_query, timeline
+from . import collection_query, connections, i18n, job_history, listens_query, settings_forms, timeline
 from .i18n import gettext as _
 from .uploads import UploadRejected, start_upload_import
 
@@ -142,9 +142,13 @@ def _running(kind):
     return job_snapshot(job_id) if job_id else None
 
 
-def _settings_context(error=None):
+def _settings_context(error=None, form_result=None):
     settings = current_app.extensions["sillon"]["settings"]
-    return {"error": error, "max_mb": settings["MAX_UPLOAD_MB"],
+    if form_result is None and request.args.get("saved") in settings_forms.GROUPS:
+        form_result = {"group": request.args["saved"], "ok": True, "message": _("Saved.")}
+    return {"error": error, "connect_forms": settings_forms.forms(), "form_result": form_result or {},
+            "lost_secrets": settings.lost_secrets, "unknown_config_keys": settings.layers.unknown_keys,
+            "config_file": settings.layers.config_file.name, "max_mb": settings["MAX_UPLOAD_MB"],
             "lastfm_missing": lastfm.missing_settings(settings), "lastfm_user": settings["LASTFM_USERNAME"],
             "lastfm_running": _running("lastfm_history"), "tracker": tracker_status(),
             "discogs_missing": discogs.missing_settings(settings), "discogs_running": _running("discogs_sync"),
@@ -156,7 +160,45 @@ def _settings_context(error=None):
             "albums_waiting": db.session.execute(sa.select(sa.func.count()).select_from(Album)
                                                  .where(Album.needs_enrichment.is_(True))).scalar(),
             "ai_language": description_language(settings), "services": connections.states(),
-            "first_visit": _first_visit()}
+            "first_visit": _first_visit(), "guide": _guide(settings)}
+
+
+GUIDE_STARTED, GUIDE_HIDDEN = "guide.started", "guide.hidden"
+
+
+def _guide(settings):
+    """The first-run guide's steps, or None: shown on an empty Sillon, then followed to the end once a
+    service was connected from it, unless the person left it."""
+    if preferences.get(GUIDE_HIDDEN) or not (_first_visit() or preferences.get(GUIDE_STARTED)):
+        return None
+
+    def job_step(step_id, label, kind, anchor):
+        running = db.session.execute(sa.select(Job.id).where(Job.active_kind == kind)).scalar()
+        done = db.session.execute(sa.select(Job.id).where(Job.kind == kind, Job.status == "completed")
+                                  .limit(1)).first() is not None
+        return {"id": step_id, "label": label, "done": done, "href": "#" + anchor,
+                "progress_url": url_for("pages.progress", job_id=running) if running else None}
+
+    steps = [
+        {"id": "connect-lastfm", "label": _("Connect Last.fm"), "done": not lastfm.missing_settings(settings),
+         "href": "#connect-lastfm", "progress_url": None},
+        job_step("import-history", _("Import your listening history"), "lastfm_history", "lastfm-card"),
+        {"id": "connect-discogs", "label": _("Connect Discogs"), "done": not discogs.missing_settings(settings),
+         "href": "#connect-discogs", "progress_url": None},
+        job_step("sync", _("Sync your Discogs shelf"), "discogs_sync", "discogs-card"),
+        job_step("enrich", _("Enrich your albums (covers, descriptions)"), "enrich", "enrich-card"),
+    ]
+    if all(step["done"] for step in steps):
+        return None
+    next(step for step in steps if not step["done"])["current"] = True
+    return {"steps": steps}
+
+
+@bp.post("/settings/guide/hide")
+def settings_guide_hide():
+    """Leave the first-run guide (everything it leads to stays on the settings page)."""
+    preferences.put(GUIDE_HIDDEN, True)
+    return redirect(url_for("pages.settings"), 303)
 
 
 def _first_visit():
@@ -167,7 +209,28 @@ def _first_visit():
 
 @bp.get("/settings")
 def settings():
-    return render_template("settings.html", **_settings_context())
+    return settings_page()
+
+
+@bp.post("/settings/connect/<group>")
+def settings_connect(group):
+    """A connection form: saved after its test passes (or "Save anyway"); JSON for the page's script."""
+    if group not in settings_forms.GROUPS:
+        abort(404)
+    first_visit = _first_visit()
+    status, body = settings_forms.save(group, request.form)
+    if status == 200 and first_visit:
+        preferences.put(GUIDE_STARTED, True)  # the guide now follows the person to its last step
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"group": group, **body}), status
+    if status == 200:
+        return redirect(url_for("pages.settings", saved=group) + f"#connect-{group}", 303)
+    return settings_page(form_result={"group": group, **body}), status
+
+
+def settings_page(form_result=None):
+    """The settings page; `form_result` is a connection form's refused save, shown at its form."""
+    return render_template("settings.html", **_settings_context(form_result=form_result))
 
 
 @bp.post("/settings/upload")

@@ -5,14 +5,13 @@ import sqlalchemy as sa
 from flask import current_app
 from marshmallow import fields, validate
 
-from .. import preferences
 from ..db import db
-from ..importers.enrichment import LANGUAGE_KEY
-from ..importers.lastfm_tracker import INTERVAL_KEY, MIN_INTERVAL
+from ..importers.lastfm_tracker import MIN_INTERVAL
 from ..jobs import start_job
 from ..jobs.live_tracker import start_tracker, stop_tracker, tracker_status
 from ..models import Job, utc_iso
 from ..sources import discogs, lastfm
+from ..stored_settings import SettingRefused
 from . import connections
 from .api_errors import error
 from .api_fields import Body, Moment, Query, flag, whole
@@ -25,7 +24,7 @@ bp = Blueprint("services", __name__, url_prefix="/api/v1/services",
 MAX_LIMIT = 10 ** 9
 MAX_INTERVAL = 7 * 86400
 DISCOGS_MISSING = ("Discogs is not configured: DISCOGS_TOKEN is missing. Create a personal access token at "
-                   "https://www.discogs.com/settings/developers and set it in the environment or config.json.")
+                   "https://www.discogs.com/settings/developers and save it on the settings page.")
 
 
 def _settings():
@@ -207,7 +206,10 @@ def tracker_interval(query, body):
     value = query.get("seconds", body.get("seconds"))
     if value is None:
         return error(400, INTERVAL_REFUSAL)
-    preferences.put(INTERVAL_KEY, value)
+    try:
+        _settings().save({"TRACKER_INTERVAL_SECONDS": value})
+    except SettingRefused as exc:
+        return error(400, exc.problems["TRACKER_INTERVAL_SECONDS"])
     return tracker_status()
 
 
@@ -290,5 +292,8 @@ def ai_language(query, body):
     value = (query.get("language") or body.get("language") or "").strip()
     if not value:
         return error(400, LANGUAGE_REFUSAL)
-    preferences.put(LANGUAGE_KEY, value)
+    try:
+        _settings().save({"AI_LANGUAGE": value})
+    except SettingRefused as exc:
+        return error(400, exc.problems["AI_LANGUAGE"])
     return {"language": value}

@@ -6,6 +6,44 @@
 
   var postJSON = window.SillonHttp.postJSON;
 
+  // ---------------------------------------------------------------- connection forms
+  // Each form posts itself (its CSRF field included) and shows what the service answered; a saved
+  // form reloads the page, whose fields then say where each value comes from. A refused test shows
+  // "Save anyway". The typed secrets stay in the form only: never stored, never shown back.
+  var SAVED_KEY = "sillon.connect.saved";
+  Array.prototype.forEach.call(document.querySelectorAll("form.connect-form"), function (form) {
+    var out = document.getElementById(form.id + "-result");
+    var anyway = document.getElementById(form.id + "-anyway");
+    var kept = sessionStorage.getItem(SAVED_KEY + "." + form.dataset.group);
+    if (kept !== null) {
+      sessionStorage.removeItem(SAVED_KEY + "." + form.dataset.group);
+      out.textContent = kept;
+      out.className = "connect-result ok";
+    }
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var data = new FormData(form, e.submitter || undefined);
+      out.textContent = t("settings.testing");
+      out.className = "connect-result";
+      window.SillonHttp.send(form.action, { method: "POST", body: data, headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); })
+        .then(function (r) {
+          if (r.status === 200) {
+            sessionStorage.setItem(SAVED_KEY + "." + form.dataset.group, r.body.message);
+            window.location.reload();
+            return;
+          }
+          out.textContent = r.body.message || r.body.error || t("settings.job_failed");
+          out.className = "connect-result notice error";
+          anyway.hidden = !r.body.can_save_anyway;
+        })
+        .catch(function () {
+          out.textContent = t("settings.unreachable");
+          out.className = "connect-result notice error";
+        });
+    });
+  });
+
   // ---------------------------------------------------------------- job cards
   // A card with class "job-card" holds a start form (data-url), an error line (.job-error) and a box
   // (.inline-progress) where the started job is followed live; a job already running when the page
