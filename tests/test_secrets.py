@@ -123,7 +123,7 @@ def every_get(app, client, ids, albums):
     out = []
     adapter = app.url_map.bind("localhost")
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or rule.endpoint == "static":
+        if "GET" not in rule.methods or rule.endpoint.split(".")[-1] == "static":  # files, the package's too
             continue
         choices = [{}]
         if "job_id" in rule.arguments:
