@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, g, render_template, request
 
 from ..db import db
-from ..models import Album, Artist, CollectionItem, Listen, Track, utc_iso
+from ..importers import summaries
+from ..models import Album, AlbumPlays, Artist, ArtistPlays, CollectionItem, Listen, Track, TrackPlays, utc_iso
 from .i18n import gettext, lazy_gettext
 
 bp = Blueprint("analytics", __name__)
@@ -121,6 +122,16 @@ def bucket_counts(tz, period=None, owned_only=False):
 
 
 def _bucket_counts(tz, period, owned_only):
+    if not owned_only:
+        # From the summaries (importers/summaries.py): hours, or quarter hours for zones with half-
+        # or quarter-hour offsets; a zone with stranger offsets counts the listens below.
+        conn = db.session.connection()
+        for step in (summaries.HOUR, summaries.QUARTER):
+            clock = LocalClock(tz)
+            counted = summaries.buckets(conn, step, period.start, period.end)
+            out = [(clock.local(b * step), n) for b, n in sorted(counted.items())]
+            if not clock.offsets or math.gcd(step, *clock.offsets) == step:
+                return out
     step = 3600
     while True:
         bucket = (Listen.played_at // step).label("b")
@@ -172,23 +183,47 @@ def _owned_album_ids():
 
 def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
     """The most played artists, albums or tracks of the period; ties ordered by name."""
+    if period.start is None and period.end is None:
+        return _top_all_time(kind, limit, not_owned)
     if kind == "artists":
         counts = period.where(sa.select(Listen.artist_id.label("id"), sa.func.count().label("plays"))
                               .group_by(Listen.artist_id)).subquery()
-        query = (sa.select(counts.c.id, counts.c.plays, Artist.name).join(Artist, Artist.id == counts.c.id)
-                 .order_by(counts.c.plays.desc(), Artist.name_key, Artist.id))
-        make = lambda r: {"id": r.id, "name": r.name}  # noqa: E731
     else:
-        column, table = (Listen.album_id, Album) if kind == "albums" else (Listen.track_id, Track)
+        column = Listen.album_id if kind == "albums" else Listen.track_id
         inner = sa.select(column.label("id"), sa.func.count().label("plays")).where(column.is_not(None))
         if not_owned:
             inner = inner.where(column.not_in(_owned_album_ids()))
         counts = period.where(inner.group_by(column)).subquery()
+    return _top_rows(kind, counts, limit)
+
+
+def _top_rows(kind, counts, limit):
+    if kind == "artists":
+        query = (sa.select(counts.c.id, counts.c.plays, Artist.name).join(Artist, Artist.id == counts.c.id)
+                 .order_by(counts.c.plays.desc(), Artist.name_key, Artist.id))
+        make = lambda r: {"id": r.id, "name": r.name}  # noqa: E731
+    else:
+        table = Album if kind == "albums" else Track
         query = (sa.select(counts.c.id, counts.c.plays, table.title, Artist.name.label("artist"))
                  .join(table, table.id == counts.c.id).join(Artist, Artist.id == table.artist_id)
                  .order_by(counts.c.plays.desc(), table.title_key, Artist.name_key, table.id))
         make = lambda r: {"id": r.id, "title": r.title, "artist": r.artist}  # noqa: E731
     return _ranked(db.session.execute(query.limit(limit)).all(), make)
+
+
+def _top_all_time(kind, limit, not_owned):
+    """All time, from the totals (artist_plays, album_plays, track_plays): the plays index gives the
+    count of the limit-th item, and only items with at least that many are ordered by name."""
+    table, key = {"artists": (ArtistPlays, ArtistPlays.artist_id), "albums": (AlbumPlays, AlbumPlays.album_id),
+                  "tracks": (TrackPlays, TrackPlays.track_id)}[kind]
+    base = sa.select(key.label("id"), table.plays.label("plays"))
+    if not_owned:
+        base = base.where(key.not_in(_owned_album_ids()))
+    threshold = db.session.execute(base.with_only_columns(table.plays).order_by(table.plays.desc())
+                                   .limit(1).offset(max(limit, 1) - 1)).scalar()
+    if threshold is not None:
+        base = base.where(table.plays >= threshold)
+    return _top_rows(kind, base.subquery(), limit)
 
 
 def heatmap(tz, period):
@@ -230,7 +265,7 @@ def streaks(tz, now=None):
 
 def discoveries(tz):
     """Artists discovered per local month: the month of each artist's first listen, gaps filled."""
-    firsts = db.session.execute(sa.select(sa.func.min(Listen.played_at)).group_by(Listen.artist_id)).scalars()
+    firsts = db.session.execute(sa.select(ArtistPlays.first_played_at)).scalars()
     clock, per_month = LocalClock(tz), {}
     for first in firsts:
         key = month_key(clock.local(first))
@@ -243,7 +278,7 @@ def discoveries(tz):
 
 def unplayed(limit=DEFAULT_LIMIT):
     """Albums on the shelf with no listen at all, by artist then title."""
-    played = sa.select(Listen.id).where(Listen.album_id == Album.id).exists()
+    played = sa.select(AlbumPlays.album_id).where(AlbumPlays.album_id == Album.id).exists()
     rows = db.session.execute(
         sa.select(Album.id, Album.title, Artist.name.label("artist"), sa.func.count(CollectionItem.id).label("copies"),
                   sa.func.max(CollectionItem.year).label("year"))
@@ -313,7 +348,7 @@ def page():
     except BadParameter as exc:
         error, status = str(exc), 400
         period = parse_period(DEFAULT_PERIOD, tz)
-    total = db.session.execute(sa.select(sa.func.count()).select_from(Listen)).scalar()
+    total = summaries.count(db.session.connection())
     data = {"total": total, "timezone": tz.key, "period": period.as_dict()}
     if total:
         data.update({name.replace("-", "_"): compute(name, period, DEFAULT_LIMIT, tz) for name in PANELS})
