@@ -125,7 +125,8 @@ def measure(fn, baseline, repeat):
         baseline()
         base = time.perf_counter() - started
         if has_app_context():
-            g.pop("analytics_buckets", None)  # the per-request cache of hourly counts: time the real work
+            g.pop("analytics_buckets", None)  # the per-request caches of counts: time the real work
+            g.pop("analytics_local", None)
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)

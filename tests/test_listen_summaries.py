@@ -21,11 +21,14 @@ import sqlalchemy as sa
 from tests.conftest import make_app, upload, wait_for_job
 
 TOKEN = "lb-test-token-summaries-0123"
-ZONES = ("Europe/Paris", "America/New_York", "Asia/Kolkata")
+# Lord Howe Island moves by half an hour at 15:00 or 15:30 UTC: hours do not answer it, quarter hours do.
+ZONES = ("Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe")
 NOW = int(datetime(2024, 11, 3, 12, 34, 56, tzinfo=UTC).timestamp())  # the day New York left summer time
-# Daylight-saving changes of 2024 (UTC): Paris 31 March and 27 October, New York 10 March and 3 November.
+# Daylight-saving changes of 2024 (UTC): Paris 31 March and 27 October, New York 10 March and 3 November,
+# Lord Howe 6 April and 5 October.
 CHANGES = [datetime(2024, 3, 31, 1, tzinfo=UTC), datetime(2024, 10, 27, 1, tzinfo=UTC),
-           datetime(2024, 3, 10, 7, tzinfo=UTC), datetime(2024, 11, 3, 6, tzinfo=UTC)]
+           datetime(2024, 3, 10, 7, tzinfo=UTC), datetime(2024, 11, 3, 6, tzinfo=UTC),
+           datetime(2024, 4, 6, 15, tzinfo=UTC), datetime(2024, 10, 5, 15, 30, tzinfo=UTC)]
 
 
 def history(seed, n, artists=12, prefix="Artist"):
@@ -146,6 +149,7 @@ def assert_exact(app):
         for period in periods:
             db.session.rollback()
             analytics.g.pop("analytics_buckets", None)
+            analytics.g.pop("analytics_local", None)
             heat = analytics.heatmap(tz, period)
             want = expected_heatmap(rows, tz, period.start, period.end)
             assert heat["cells"] == want, period
@@ -164,6 +168,7 @@ def assert_exact(app):
                     assert [i["plays"] for i in analytics.top(kind, period, 1000)] == sorted(counted.values(),
                                                                                            reverse=True)
         analytics.g.pop("analytics_buckets", None)
+        analytics.g.pop("analytics_local", None)
         days = {datetime.fromtimestamp(r.played_at, tz).date() for r in rows}
         streaks = analytics.streaks(tz, now=NOW)
         assert streaks["days_with_listens"] == len(days)

@@ -135,33 +135,44 @@ def rebuild(conn):
 # ----------------------------------------------------------------------------- reading
 
 
+def split(step, start=None, end=None):
+    """[start, end) as whole buckets [lo, hi) (None: unbounded) and the second ranges at the cut
+    edges, less than a bucket each. lo >= hi: no whole bucket, the edges cover it all."""
+    lo = None if start is None else -(-start // step)  # first whole bucket
+    hi = None if end is None else end // step  # first bucket not whole
+    if lo is not None and hi is not None and lo >= hi:
+        return lo, lo, [(start, end)] if start < end else []
+    edges = [(start, lo * step)] if start is not None else []
+    if end is not None:
+        edges.append((hi * step, end))
+    return lo, hi, [(a, b) for a, b in edges if a < b]
+
+
+def whole(query, step, lo, hi):
+    """`query` on listen_counts narrowed to buckets of `step` in [lo, hi)."""
+    query = query.where(counts_t.c.step == step)
+    if lo is not None:
+        query = query.where(counts_t.c.bucket >= lo)
+    if hi is not None:
+        query = query.where(counts_t.c.bucket < hi)
+    return query
+
+
 def buckets(conn, step, start=None, end=None):
     """{bucket: listens} for UTC buckets of `step` seconds over [start, end) (None: unbounded),
     exact at any bound: whole buckets come from listen_counts, the part of a bucket cut by a bound
     from the listens themselves (the played_at index, less than one bucket's worth)."""
-    lo = None if start is None else -(-start // step)  # first whole bucket
-    hi = None if end is None else end // step  # first bucket not whole
+    lo, hi, edges = split(step, start, end)
     out = defaultdict(int)
-    if lo is not None and hi is not None and lo >= hi:
-        edges = [(start, end)]
-    else:
-        query = sa.select(counts_t.c.bucket, counts_t.c.plays).where(counts_t.c.step == step)
-        if lo is not None:
-            query = query.where(counts_t.c.bucket >= lo)
-        if hi is not None:
-            query = query.where(counts_t.c.bucket < hi)
-        for bucket, plays in conn.execute(query):
+    if lo is None or hi is None or lo < hi:
+        for bucket, plays in conn.execute(whole(sa.select(counts_t.c.bucket, counts_t.c.plays), step, lo, hi)):
             out[bucket] += plays
-        edges = [(start, lo * step)] if start is not None else []
-        if end is not None:
-            edges.append((hi * step, end))
+    bucket = floor_div(listens_t.c.played_at, step)
     for a, b in edges:
-        if a < b:
-            bucket = floor_div(listens_t.c.played_at, step)
-            for value, n in conn.execute(sa.select(bucket, sa.func.count())
-                                         .where(listens_t.c.played_at >= a, listens_t.c.played_at < b)
-                                         .group_by(bucket)):
-                out[int(value)] += n
+        for value, n in conn.execute(sa.select(bucket, sa.func.count())
+                                     .where(listens_t.c.played_at >= a, listens_t.c.played_at < b)
+                                     .group_by(bucket)):
+            out[int(value)] += n
     return dict(out)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -146,6 +147,88 @@ def _bucket_counts(tz, period, owned_only):
         step = exact
 
 
+WEEK_HOUR, LOCAL_DAY = "week_hour", "day"
+
+
+def _offset(tz, ts):
+    return int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())
+
+
+def offset_segments(tz, t0, t1, step):
+    """[(from, to, offset)] covering UTC seconds [t0, t1) (multiples of `step`) in spans of one UTC
+    offset, each cut at a change of offset; None when a change falls inside a bucket or an offset is
+    not a whole number of buckets (the caller then takes smaller buckets, or the listens)."""
+    segments, current, offset = [], t0, _offset(tz, t0)
+    if offset % step:
+        return None
+    for day in range(t0 // DAY, -(-t1 // DAY)):
+        a, b = max(t0, day * DAY), min(t1, day * DAY + DAY)
+        last = _offset(tz, b - 1)
+        if last == offset:
+            continue
+        lo, hi = a, b - 1  # the first second of the new offset (one change a day at most)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _offset(tz, mid) != offset:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo % step or last % step or _offset(tz, lo) != last:
+            return None
+        segments.append((current, lo, offset))
+        current, offset = lo, last
+    segments.append((current, t1, offset))
+    return segments
+
+
+def local_counts(tz, period=None, how=LOCAL_DAY):
+    """{key: listens}: per local day (days since 1970-01-01, local) or per hour of the local week
+    (weekday * 24 + hour, Monday = 0). Counted in the database from the hour summaries (quarter
+    hours for zones with such offsets), one grouped query per span of one UTC offset (a few per
+    year), and from the listens in the buckets a period's bounds cut."""
+    cache = g.setdefault("analytics_local", {})
+    period = period or Period("all", None, None)
+    key = (tz.key, period.start, period.end, how)
+    if key not in cache:
+        cache[key] = _local_counts(tz, period, how)
+    return cache[key]
+
+
+def _local_key(local, how):
+    return (local // 3600 + 72) % 168 if how == WEEK_HOUR else local // DAY
+
+
+def _local_counts(tz, period, how):
+    conn = db.session.connection()
+    counts = summaries.counts_t
+    for step in (summaries.HOUR, summaries.QUARTER):
+        lo, hi, edges = summaries.split(step, period.start, period.end)
+        out = Counter()
+        if lo is None or hi is None or lo < hi:
+            first, last = conn.execute(summaries.whole(
+                sa.select(sa.func.min(counts.c.bucket), sa.func.max(counts.c.bucket)), step, lo, hi)).one()
+            segments = [] if first is None else offset_segments(tz, first * step, (last + 1) * step, step)
+            if segments is None:
+                continue
+            for seg_from, seg_to, offset in segments:
+                local = counts.c.bucket * step + offset
+                group = (local // 3600 + 72) % 168 if how == WEEK_HOUR else local // DAY
+                query = summaries.whole(sa.select(group, sa.func.sum(counts.c.plays)), step,
+                                        seg_from // step, seg_to // step)
+                for value, n in conn.execute(query.group_by(group)):
+                    out[int(value)] += int(n)
+        clock = LocalClock(tz)
+        for a, b in edges:
+            for played_at in conn.execute(sa.select(Listen.played_at).where(Listen.played_at >= a,
+                                                                            Listen.played_at < b)).scalars():
+                out[_local_key(clock.local(played_at), how)] += 1
+        return out
+    out = Counter()  # offsets that are not whole quarter hours: every bucket mapped here
+    for local, n in bucket_counts(tz, period):
+        out[_local_key(local, how)] += n
+    return out
+
+
 def local_day(local_seconds):
     return local_seconds // DAY
 
@@ -229,8 +312,8 @@ def _top_all_time(kind, limit, not_owned):
 def heatmap(tz, period):
     """Listens per local weekday (0 = Monday) and hour: cells[weekday][hour]."""
     cells = [[0] * 24 for _ in range(7)]
-    for local, n in bucket_counts(tz, period):
-        cells[(local_day(local) + 3) % 7][(local // 3600) % 24] += n
+    for week_hour, n in local_counts(tz, period, WEEK_HOUR).items():
+        cells[week_hour // 24][week_hour % 24] += n
     flat = [n for row in cells for n in row]
     return {"cells": cells, "max": max(flat), "total": sum(flat)}
 
@@ -245,7 +328,7 @@ def _run(days, end):
 def streaks(tz, now=None):
     """The longest run of consecutive local days with listens (the earliest if several), and the
     current run: the one reaching today, or yesterday while today has no listen yet."""
-    days = {local_day(local) for local, _ in bucket_counts(tz)}
+    days = {day for day, n in local_counts(tz).items() if n}
     longest = None
     for day in sorted(days):
         if day + 1 not in days:  # the end of a run
@@ -294,9 +377,10 @@ def unplayed(limit=DEFAULT_LIMIT):
 def owned_over_time(tz):
     """Per local month: every listen, and the listens of albums on the shelf."""
     per_month = {}
-    for column, owned_only in ((0, False), (1, True)):
-        for local, n in bucket_counts(tz, owned_only=owned_only):
-            per_month.setdefault(month_key(local), [0, 0])[column] += n
+    for day, n in local_counts(tz).items():
+        per_month.setdefault(month_key(day * DAY), [0, 0])[0] += n
+    for local, n in bucket_counts(tz, owned_only=True):
+        per_month.setdefault(month_key(local), [0, 0])[1] += n
     if not per_month:
         return {"months": [], "plays": 0, "owned_plays": 0}
     months = [{"month": m, "plays": per_month.get(m, [0, 0])[0], "owned_plays": per_month.get(m, [0, 0])[1]}
