@@ -9,6 +9,7 @@ Python maps each bucket to local time with zoneinfo: exact across daylight-savin
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter
@@ -154,19 +155,29 @@ def _offset(tz, ts):
     return int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())
 
 
+SPAN = 7 * DAY  # no zone changes its offset twice within a week (checked: the change found must land on it)
+
+
 def offset_segments(tz, t0, t1, step):
     """[(from, to, offset)] covering UTC seconds [t0, t1) (multiples of `step`) in spans of one UTC
     offset, each cut at a change of offset; None when a change falls inside a bucket or an offset is
-    not a whole number of buckets (the caller then takes smaller buckets, or the listens)."""
+    not a whole number of buckets (the caller then takes smaller buckets, or the listens). zoneinfo
+    is asked once a week of the range, and about twenty times more per change."""
+    return _offset_segments(tz.key, t0, t1, step)
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_segments(zone, t0, t1, step):
+    tz = ZoneInfo(zone)
     segments, current, offset = [], t0, _offset(tz, t0)
     if offset % step:
         return None
-    for day in range(t0 // DAY, -(-t1 // DAY)):
-        a, b = max(t0, day * DAY), min(t1, day * DAY + DAY)
+    for a in range(t0, t1, SPAN):
+        b = min(t1, a + SPAN)
         last = _offset(tz, b - 1)
         if last == offset:
             continue
-        lo, hi = a, b - 1  # the first second of the new offset (one change a day at most)
+        lo, hi = a, b - 1  # the first second of the new offset
         while lo < hi:
             mid = (lo + hi) // 2
             if _offset(tz, mid) != offset:
@@ -178,7 +189,7 @@ def offset_segments(tz, t0, t1, step):
         segments.append((current, lo, offset))
         current, offset = lo, last
     segments.append((current, t1, offset))
-    return segments
+    return tuple(segments)
 
 
 def local_counts(tz, period=None, how=LOCAL_DAY):
@@ -234,7 +245,13 @@ def local_day(local_seconds):
 
 
 def month_key(local_seconds):
-    return (EPOCH + timedelta(days=local_seconds // DAY)).strftime("%Y-%m")
+    return _month_of_day(local_seconds // DAY)
+
+
+@functools.lru_cache(maxsize=65536)
+def _month_of_day(day):
+    moment = EPOCH + timedelta(days=day)
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def months_between(first, last):
@@ -348,11 +365,15 @@ def streaks(tz, now=None):
 
 def discoveries(tz):
     """Artists discovered per local month: the month of each artist's first listen, gaps filled."""
-    firsts = db.session.execute(sa.select(ArtistPlays.first_played_at)).scalars()
-    clock, per_month = LocalClock(tz), {}
-    for first in firsts:
-        key = month_key(clock.local(first))
-        per_month[key] = per_month.get(key, 0) + 1
+    # Grouped by local day in the database, one query per span of one UTC offset.
+    first_at, per_month = ArtistPlays.first_played_at, {}
+    lo, hi = db.session.execute(sa.select(sa.func.min(first_at), sa.func.max(first_at))).one()
+    for seg_from, seg_to, offset in offset_segments(tz, lo, hi + 1, 1) if lo is not None else ():
+        day = (first_at + offset) // DAY
+        for value, n in db.session.execute(sa.select(day, sa.func.count()).where(
+                first_at >= seg_from, first_at < seg_to).group_by(day)):
+            key = month_key(int(value) * DAY)
+            per_month[key] = per_month.get(key, 0) + n
     if not per_month:
         return {"months": [], "total": 0}
     months = [{"month": m, "artists": per_month.get(m, 0)} for m in months_between(min(per_month), max(per_month))]
