@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -256,6 +257,7 @@ def run(database, listens, during, csv, during_csv):
             db.engine.dispose()
         return figures, rows
     finally:
+        shutil.rmtree(instance, ignore_errors=True)
         if admin is not None:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
