@@ -312,3 +312,18 @@ def test_an_empty_history_shows_zeros(zone_app):
         assert listens_query.page(page=1, page_size=10, artist="x") == (0, [])
         assert timeline.series("day") == []
     assert zone_app.test_client().get("/api/v1/listens?page=2").get_json()["total"] == 0
+
+
+def test_the_migration_counts_the_listens_already_stored(zone_app):
+    """Listens imported before migration 0007 are in its summaries once it has run."""
+    from flask_migrate import downgrade, upgrade
+
+    from modules.db import db
+    app = zone_app
+    write(app, history(6, 250))
+    with app.app_context():
+        downgrade(revision="0006")
+        assert "listen_counts" not in sa.inspect(db.engine).get_table_names()
+        upgrade()
+        db.engine.dispose()
+    assert_exact(app)
