@@ -66,8 +66,10 @@ class Listen(db.Model):
     __tablename__ = "listens"
     __table_args__ = (
         sa.UniqueConstraint("played_at", "artist_key", "title_key", name="uq_listens_play"),
-        sa.Index("ix_listens_artist_played", "artist_id", "played_at"),
+        # The artist-filtered journal walks (artist_id, played_at, id) alone: a covering index.
+        sa.Index("ix_listens_artist_played_id", "artist_id", "played_at", "id"),
         sa.Index("ix_listens_album_played", "album_id", "played_at"),  # analytics: plays of an album
+        sa.Index("ix_listens_played_id", "played_at", "id"),  # the journal's order: deep pages by seek
     )
     id = sa.Column(sa.Integer, primary_key=True)
     played_at = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False, index=True)
@@ -80,6 +82,39 @@ class Listen(db.Model):
     job_id = sa.Column(sa.String(32))
     # What a scrobbling client sent beside the names (ListenBrainz `additional_info`); NULL otherwise.
     additional_info = sa.Column(sa.JSON(none_as_null=True))
+
+
+class ListenCount(db.Model):
+    """Listens per UTC bucket of `step` seconds (900, 3600 and 86400), kept by every writer of
+    listens in the same transaction (importers/summaries.py). Quarter hours answer any time zone
+    (half- and quarter-hour offsets, daylight-saving changes); hours and days are rollups of them."""
+    __tablename__ = "listen_counts"
+    step = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+    bucket = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False)
+
+
+class ArtistPlays(db.Model):
+    """All-time listens of an artist and its first and last listen (importers/summaries.py)."""
+    __tablename__ = "artist_plays"
+    artist_id = sa.Column(sa.Integer, sa.ForeignKey("artists.id"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False, index=True)
+    first_played_at = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False)
+    last_played_at = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False)
+
+
+class AlbumPlays(db.Model):
+    """All-time listens of an album (importers/summaries.py)."""
+    __tablename__ = "album_plays"
+    album_id = sa.Column(sa.Integer, sa.ForeignKey("albums.id"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False, index=True)
+
+
+class TrackPlays(db.Model):
+    """All-time listens of a track (importers/summaries.py)."""
+    __tablename__ = "track_plays"
+    track_id = sa.Column(sa.Integer, sa.ForeignKey("tracks.id"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False, index=True)
 
 
 class ListenFeed(db.Model):

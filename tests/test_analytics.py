@@ -69,9 +69,11 @@ def seed(app, listens, shelf=()):
               (Track, [{"id": i, "artist_id": a, "title": t, "title_key": t.lower()} for i, a, t in tracks.values()]),
               (Listen, listen_rows), (CollectionItem, item_rows)]
     with app.app_context():
+        from modules.importers import summaries
         for model, rows in tables:
             if rows:
                 db.session.execute(sa.insert(model), rows)
+        summaries.rebuild(db.session.connection())  # the listens went in by hand, not by write_plays
         db.session.commit()
     return {name: i for name, (i, _) in artists.items()}, {k[1]: v[0] for k, v in albums.items()}
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..db import insert_ignoring_conflicts
 from ..models import Album, Artist, Listen, Track
 from ..names import name_key
-from . import listen_feed
+from . import listen_feed, summaries
 
 artists_t, albums_t, tracks_t, listens_t = (Artist.__table__, Album.__table__, Track.__table__,
                                            Listen.__table__)
@@ -190,11 +190,25 @@ def write_plays(conn, plays, source, job_id=None, cache=None):
         })
     inserted = 0
     for start in range(0, len(listen_rows), 500):
-        inserted += len(insert_ignoring_conflicts(conn, listens_t, listen_rows[start:start + 500],
-                                                  returning=[listens_t.c.id]))
+        # The rows really kept (a duplicate is skipped by the unique constraint) go into the
+        # summaries in this same transaction: a page reading them agrees with the listens.
+        kept = insert_ignoring_conflicts(conn, listens_t, listen_rows[start:start + 500], returning=[
+            listens_t.c.played_at, listens_t.c.artist_id, listens_t.c.album_id, listens_t.c.track_id])
+        summaries.add(conn, kept)
+        inserted += len(kept)
     result.imported = inserted
     result.skipped += len(listen_rows) - inserted
     return result
+
+
+def forget_listens(conn, where):
+    """Delete the listens matching `where` (a SQLAlchemy condition on listens) and uncount them from
+    the summaries, in the caller's transaction. Returns how many were deleted."""
+    feed = listen_feed.claim(conn)  # ordered after every other writer of listens, as write_plays
+    gone = conn.execute(listens_t.delete().where(where).returning(
+        listens_t.c.played_at, listens_t.c.artist_id, listens_t.c.album_id, listens_t.c.track_id)).all()
+    summaries.remove(conn, gone)
+    return len(gone), feed
 
 
 def ensure_albums(conn, albums, image_source=None):

@@ -9,8 +9,10 @@ Python maps each bucket to local time with zoneinfo: exact across daylight-savin
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,7 +21,8 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, g, render_template, request
 
 from ..db import db
-from ..models import Album, Artist, CollectionItem, Listen, Track, utc_iso
+from ..importers import summaries
+from ..models import Album, AlbumPlays, Artist, ArtistPlays, CollectionItem, Listen, Track, TrackPlays, utc_iso
 from .i18n import gettext, lazy_gettext
 
 bp = Blueprint("analytics", __name__)
@@ -121,6 +124,16 @@ def bucket_counts(tz, period=None, owned_only=False):
 
 
 def _bucket_counts(tz, period, owned_only):
+    if not owned_only:
+        # From the summaries (importers/summaries.py): hours, or quarter hours for zones with half-
+        # or quarter-hour offsets; a zone with stranger offsets counts the listens below.
+        conn = db.session.connection()
+        for step in (summaries.HOUR, summaries.QUARTER):
+            clock = LocalClock(tz)
+            counted = summaries.buckets(conn, step, period.start, period.end)
+            out = [(clock.local(b * step), n) for b, n in sorted(counted.items())]
+            if not clock.offsets or math.gcd(step, *clock.offsets) == step:
+                return out
     step = 3600
     while True:
         bucket = (Listen.played_at // step).label("b")
@@ -135,12 +148,110 @@ def _bucket_counts(tz, period, owned_only):
         step = exact
 
 
+WEEK_HOUR, LOCAL_DAY = "week_hour", "day"
+
+
+def _offset(tz, ts):
+    return int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())
+
+
+SPAN = 7 * DAY  # no zone changes its offset twice within a week (checked: the change found must land on it)
+
+
+def offset_segments(tz, t0, t1, step):
+    """[(from, to, offset)] covering UTC seconds [t0, t1) (multiples of `step`) in spans of one UTC
+    offset, each cut at a change of offset; None when a change falls inside a bucket or an offset is
+    not a whole number of buckets (the caller then takes smaller buckets, or the listens). zoneinfo
+    is asked once a week of the range, and about twenty times more per change."""
+    return _offset_segments(tz.key, t0, t1, step)
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_segments(zone, t0, t1, step):
+    tz = ZoneInfo(zone)
+    segments, current, offset = [], t0, _offset(tz, t0)
+    if offset % step:
+        return None
+    for a in range(t0, t1, SPAN):
+        b = min(t1, a + SPAN)
+        last = _offset(tz, b - 1)
+        if last == offset:
+            continue
+        lo, hi = a, b - 1  # the first second of the new offset
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _offset(tz, mid) != offset:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo % step or last % step or _offset(tz, lo) != last:
+            return None
+        segments.append((current, lo, offset))
+        current, offset = lo, last
+    segments.append((current, t1, offset))
+    return tuple(segments)
+
+
+def local_counts(tz, period=None, how=LOCAL_DAY):
+    """{key: listens}: per local day (days since 1970-01-01, local) or per hour of the local week
+    (weekday * 24 + hour, Monday = 0). Counted in the database from the hour summaries (quarter
+    hours for zones with such offsets), one grouped query per span of one UTC offset (a few per
+    year), and from the listens in the buckets a period's bounds cut."""
+    cache = g.setdefault("analytics_local", {})
+    period = period or Period("all", None, None)
+    key = (tz.key, period.start, period.end, how)
+    if key not in cache:
+        cache[key] = _local_counts(tz, period, how)
+    return cache[key]
+
+
+def _local_key(local, how):
+    return (local // 3600 + 72) % 168 if how == WEEK_HOUR else local // DAY
+
+
+def _local_counts(tz, period, how):
+    conn = db.session.connection()
+    counts = summaries.counts_t
+    for step in (summaries.HOUR, summaries.QUARTER):
+        lo, hi, edges = summaries.split(step, period.start, period.end)
+        out = Counter()
+        if lo is None or hi is None or lo < hi:
+            first, last = conn.execute(summaries.whole(
+                sa.select(sa.func.min(counts.c.bucket), sa.func.max(counts.c.bucket)), step, lo, hi)).one()
+            segments = [] if first is None else offset_segments(tz, first * step, (last + 1) * step, step)
+            if segments is None:
+                continue
+            for seg_from, seg_to, offset in segments:
+                local = counts.c.bucket * step + offset
+                group = (local // 3600 + 72) % 168 if how == WEEK_HOUR else local // DAY
+                query = summaries.whole(sa.select(group, sa.func.sum(counts.c.plays)), step,
+                                        seg_from // step, seg_to // step)
+                for value, n in conn.execute(query.group_by(group)):
+                    out[int(value)] += int(n)
+        clock = LocalClock(tz)
+        for a, b in edges:
+            for played_at in conn.execute(sa.select(Listen.played_at).where(Listen.played_at >= a,
+                                                                            Listen.played_at < b)).scalars():
+                out[_local_key(clock.local(played_at), how)] += 1
+        return out
+    out = Counter()  # offsets that are not whole quarter hours: every bucket mapped here
+    for local, n in bucket_counts(tz, period):
+        out[_local_key(local, how)] += n
+    return out
+
+
 def local_day(local_seconds):
     return local_seconds // DAY
 
 
 def month_key(local_seconds):
-    return (EPOCH + timedelta(days=local_seconds // DAY)).strftime("%Y-%m")
+    return _month_of_day(local_seconds // DAY)
+
+
+@functools.lru_cache(maxsize=65536)
+def _month_of_day(day):
+    moment = EPOCH + timedelta(days=day)
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def months_between(first, last):
@@ -172,18 +283,27 @@ def _owned_album_ids():
 
 def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
     """The most played artists, albums or tracks of the period; ties ordered by name."""
+    if period.start is None and period.end is None:
+        return _top_all_time(kind, limit, not_owned)
     if kind == "artists":
         counts = period.where(sa.select(Listen.artist_id.label("id"), sa.func.count().label("plays"))
                               .group_by(Listen.artist_id)).subquery()
-        query = (sa.select(counts.c.id, counts.c.plays, Artist.name).join(Artist, Artist.id == counts.c.id)
-                 .order_by(counts.c.plays.desc(), Artist.name_key, Artist.id))
-        make = lambda r: {"id": r.id, "name": r.name}  # noqa: E731
     else:
-        column, table = (Listen.album_id, Album) if kind == "albums" else (Listen.track_id, Track)
+        column = Listen.album_id if kind == "albums" else Listen.track_id
         inner = sa.select(column.label("id"), sa.func.count().label("plays")).where(column.is_not(None))
         if not_owned:
             inner = inner.where(column.not_in(_owned_album_ids()))
         counts = period.where(inner.group_by(column)).subquery()
+    return _top_rows(kind, counts, limit)
+
+
+def _top_rows(kind, counts, limit):
+    if kind == "artists":
+        query = (sa.select(counts.c.id, counts.c.plays, Artist.name).join(Artist, Artist.id == counts.c.id)
+                 .order_by(counts.c.plays.desc(), Artist.name_key, Artist.id))
+        make = lambda r: {"id": r.id, "name": r.name}  # noqa: E731
+    else:
+        table = Album if kind == "albums" else Track
         query = (sa.select(counts.c.id, counts.c.plays, table.title, Artist.name.label("artist"))
                  .join(table, table.id == counts.c.id).join(Artist, Artist.id == table.artist_id)
                  .order_by(counts.c.plays.desc(), table.title_key, Artist.name_key, table.id))
@@ -191,11 +311,26 @@ def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
     return _ranked(db.session.execute(query.limit(limit)).all(), make)
 
 
+def _top_all_time(kind, limit, not_owned):
+    """All time, from the totals (artist_plays, album_plays, track_plays): the plays index gives the
+    count of the limit-th item, and only items with at least that many are ordered by name."""
+    table, key = {"artists": (ArtistPlays, ArtistPlays.artist_id), "albums": (AlbumPlays, AlbumPlays.album_id),
+                  "tracks": (TrackPlays, TrackPlays.track_id)}[kind]
+    base = sa.select(key.label("id"), table.plays.label("plays"))
+    if not_owned:
+        base = base.where(key.not_in(_owned_album_ids()))
+    threshold = db.session.execute(base.with_only_columns(table.plays).order_by(table.plays.desc())
+                                   .limit(1).offset(max(limit, 1) - 1)).scalar()
+    if threshold is not None:
+        base = base.where(table.plays >= threshold)
+    return _top_rows(kind, base.subquery(), limit)
+
+
 def heatmap(tz, period):
     """Listens per local weekday (0 = Monday) and hour: cells[weekday][hour]."""
     cells = [[0] * 24 for _ in range(7)]
-    for local, n in bucket_counts(tz, period):
-        cells[(local_day(local) + 3) % 7][(local // 3600) % 24] += n
+    for week_hour, n in local_counts(tz, period, WEEK_HOUR).items():
+        cells[week_hour // 24][week_hour % 24] += n
     flat = [n for row in cells for n in row]
     return {"cells": cells, "max": max(flat), "total": sum(flat)}
 
@@ -210,7 +345,7 @@ def _run(days, end):
 def streaks(tz, now=None):
     """The longest run of consecutive local days with listens (the earliest if several), and the
     current run: the one reaching today, or yesterday while today has no listen yet."""
-    days = {local_day(local) for local, _ in bucket_counts(tz)}
+    days = {day for day, n in local_counts(tz).items() if n}
     longest = None
     for day in sorted(days):
         if day + 1 not in days:  # the end of a run
@@ -230,11 +365,15 @@ def streaks(tz, now=None):
 
 def discoveries(tz):
     """Artists discovered per local month: the month of each artist's first listen, gaps filled."""
-    firsts = db.session.execute(sa.select(sa.func.min(Listen.played_at)).group_by(Listen.artist_id)).scalars()
-    clock, per_month = LocalClock(tz), {}
-    for first in firsts:
-        key = month_key(clock.local(first))
-        per_month[key] = per_month.get(key, 0) + 1
+    # Grouped by local day in the database, one query per span of one UTC offset.
+    first_at, per_month = ArtistPlays.first_played_at, {}
+    lo, hi = db.session.execute(sa.select(sa.func.min(first_at), sa.func.max(first_at))).one()
+    for seg_from, seg_to, offset in offset_segments(tz, lo, hi + 1, 1) if lo is not None else ():
+        day = (first_at + offset) // DAY
+        for value, n in db.session.execute(sa.select(day, sa.func.count()).where(
+                first_at >= seg_from, first_at < seg_to).group_by(day)):
+            key = month_key(int(value) * DAY)
+            per_month[key] = per_month.get(key, 0) + n
     if not per_month:
         return {"months": [], "total": 0}
     months = [{"month": m, "artists": per_month.get(m, 0)} for m in months_between(min(per_month), max(per_month))]
@@ -243,7 +382,7 @@ def discoveries(tz):
 
 def unplayed(limit=DEFAULT_LIMIT):
     """Albums on the shelf with no listen at all, by artist then title."""
-    played = sa.select(Listen.id).where(Listen.album_id == Album.id).exists()
+    played = sa.select(AlbumPlays.album_id).where(AlbumPlays.album_id == Album.id).exists()
     rows = db.session.execute(
         sa.select(Album.id, Album.title, Artist.name.label("artist"), sa.func.count(CollectionItem.id).label("copies"),
                   sa.func.max(CollectionItem.year).label("year"))
@@ -259,9 +398,10 @@ def unplayed(limit=DEFAULT_LIMIT):
 def owned_over_time(tz):
     """Per local month: every listen, and the listens of albums on the shelf."""
     per_month = {}
-    for column, owned_only in ((0, False), (1, True)):
-        for local, n in bucket_counts(tz, owned_only=owned_only):
-            per_month.setdefault(month_key(local), [0, 0])[column] += n
+    for day, n in local_counts(tz).items():
+        per_month.setdefault(month_key(day * DAY), [0, 0])[0] += n
+    for local, n in bucket_counts(tz, owned_only=True):
+        per_month.setdefault(month_key(local), [0, 0])[1] += n
     if not per_month:
         return {"months": [], "plays": 0, "owned_plays": 0}
     months = [{"month": m, "plays": per_month.get(m, [0, 0])[0], "owned_plays": per_month.get(m, [0, 0])[1]}
@@ -313,7 +453,7 @@ def page():
     except BadParameter as exc:
         error, status = str(exc), 400
         period = parse_period(DEFAULT_PERIOD, tz)
-    total = db.session.execute(sa.select(sa.func.count()).select_from(Listen)).scalar()
+    total = summaries.count(db.session.connection())
     data = {"total": total, "timezone": tz.key, "period": period.as_dict()}
     if total:
         data.update({name.replace("-", "_"): compute(name, period, DEFAULT_LIMIT, tz) for name in PANELS})

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import calendar
+import heapq
+import itertools
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
 from ..db import db
-from ..models import Album, Artist, Listen, Track, utc_iso
+from ..importers import summaries
+from ..models import Album, Artist, ArtistPlays, Listen, Track, utc_iso
 from ..names import name_key
 
 FIELDS = ("played_at", "artist", "album", "title", "source")
@@ -45,9 +48,7 @@ def _filtered(query, start=None, end=None, artist=None):
     if end is not None:
         query = query.where(Listen.played_at < end)
     if artist:
-        key = name_key(artist).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Listen.artist_id.in_(
-            sa.select(Artist.id).where(Artist.name_key.like(f"%{key}%", escape="\\"))))
+        query = query.where(Listen.artist_id.in_(_artist_ids(artist)))
     return query
 
 
@@ -64,13 +65,88 @@ def _item(row):
             "album_image_url": row[6]}
 
 
+def _artist_ids(artist):
+    key = name_key(artist).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.select(Artist.id).where(Artist.name_key.like(f"%{key}%", escape="\\"))
+
+
+def total(start=None, end=None, artist=None):
+    """How many listens match, from the summaries when they can answer (importers/summaries.py)."""
+    conn = db.session.connection()
+    if not artist:
+        return summaries.count(conn, start, end)
+    if start is None and end is None:
+        return db.session.execute(sa.select(sa.func.coalesce(sa.func.sum(ArtistPlays.plays), 0))
+                                  .where(ArtistPlays.artist_id.in_(_artist_ids(artist)))).scalar()
+    return db.session.execute(_filtered(sa.select(sa.func.count(Listen.id)), start, end, artist)).scalar()
+
+
+MERGED_ARTISTS = 50  # more artists match: the database sorts their listens instead
+CHUNK = 1000
+
+
+def _artist_keys(artist_id, start, end):
+    """(played_at, id) of one artist's listens, newest first, read in keyset chunks along the
+    covering index (artist_id, played_at, id): no sort, no table row."""
+    last = None
+    while True:
+        query = _filtered(sa.select(Listen.played_at, Listen.id).where(Listen.artist_id == artist_id), start, end)
+        if last is not None:
+            query = query.where(Listen.played_at <= last[0], sa.or_(Listen.played_at < last[0], Listen.id < last[1]))
+        rows = db.session.execute(query.order_by(Listen.played_at.desc(), Listen.id.desc()).limit(CHUNK)).all()
+        yield from ((-r[0], -r[1]) for r in rows)
+        if len(rows) < CHUNK:
+            return
+        last = rows[-1]
+
+
+def _boundary(skip, start, end, artist):
+    """(played_at, id) of the listen `skip` places from the newest match, without reading the rows
+    before it: the day summaries say which day holds it, and only that day's listens are counted
+    through; with an artist filter, along the covering index (artist_id, played_at, id)."""
+    newest_first = (Listen.played_at.desc(), Listen.id.desc())
+    if artist:
+        return db.session.execute(_filtered(sa.select(Listen.played_at, Listen.id), start, end, artist)
+                                  .order_by(*newest_first).limit(1).offset(skip)).first()
+    days = summaries.buckets(db.session.connection(), summaries.DAY, start, end)
+    seen = 0
+    for day in sorted(days, reverse=True):
+        if seen + days[day] > skip:
+            lo, hi = day * summaries.DAY, (day + 1) * summaries.DAY
+            lo, hi = max(lo, start) if start is not None else lo, min(hi, end) if end is not None else hi
+            return db.session.execute(sa.select(Listen.played_at, Listen.id)
+                                      .where(Listen.played_at >= lo, Listen.played_at < hi)
+                                      .order_by(*newest_first).limit(1).offset(skip - seen)).first()
+        seen += days[day]
+    return None
+
+
 def page(page=1, page_size=50, start=None, end=None, artist=None):
-    total = db.session.execute(_filtered(sa.select(sa.func.count(Listen.id)), start, end, artist)).scalar()
-    rows = db.session.execute(
-        _filtered(_select(), start, end, artist)
-        .order_by(Listen.played_at.desc(), Listen.id.desc())
-        .limit(page_size).offset((page - 1) * page_size)).all()
-    return total, [_item(r) for r in rows]
+    """(total, items) of one page, newest first. A deep page seeks to its first listen (_boundary)
+    and reads page_size rows from there, instead of an OFFSET that reads every row before it.
+    With an artist filter matching a few artists, each one's index is walked newest first and the
+    walks merged: the database never sorts all their listens (a popular artist has tens of thousands)."""
+    count = total(start, end, artist)
+    skip = (page - 1) * page_size
+    if skip >= count:
+        return count, []
+    newest_first = (Listen.played_at.desc(), Listen.id.desc())
+    if artist:
+        ids = db.session.execute(_artist_ids(artist).limit(MERGED_ARTISTS + 1)).scalars().all()
+        if len(ids) <= MERGED_ARTISTS:
+            merged = heapq.merge(*(_artist_keys(i, start, end) for i in ids))
+            wanted = [-key[1] for key in itertools.islice(merged, skip, skip + page_size)]
+            rows = db.session.execute(_select().where(Listen.id.in_(wanted)).order_by(*newest_first)).all()
+            return count, [_item(r) for r in rows]
+    query = _filtered(_select(), start, end, artist).order_by(*newest_first)
+    if skip:
+        boundary = _boundary(skip, start, end, artist)
+        if boundary is None:
+            return count, []
+        at, listen_id = boundary
+        query = query.where(Listen.played_at <= at, sa.or_(Listen.played_at < at, Listen.id <= listen_id))
+    rows = db.session.execute(query.limit(page_size)).all()
+    return count, [_item(r) for r in rows]
 
 
 def iter_all(chunk=5000):

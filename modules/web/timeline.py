@@ -3,24 +3,18 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import sqlalchemy as sa
-
 from ..db import db
-from ..models import Listen
+from ..importers import summaries
 
 UNITS = ("day", "week", "month")
 DAY = 86400
 
 
 def daily_counts(start=None, end=None):
-    """{date: listens} for each UTC day that has listens, counted in the database."""
-    day = Listen.played_at // DAY
-    query = sa.select(day.label("d"), sa.func.count()).group_by("d")
-    if start is not None:
-        query = query.where(Listen.played_at >= start)
-    if end is not None:
-        query = query.where(Listen.played_at < end)
-    return {date(1970, 1, 1) + timedelta(days=int(d)): n for d, n in db.session.execute(query)}
+    """{date: listens} for each UTC day that has listens, from the day summaries (exact at any bound:
+    importers/summaries.buckets)."""
+    counted = summaries.buckets(db.session.connection(), summaries.DAY, start, end)
+    return {date(1970, 1, 1) + timedelta(days=int(d)): n for d, n in counted.items() if n}
 
 
 def bucket_start(day, unit):
