@@ -1,7 +1,7 @@
 """stored settings: values saved on the settings page, and the version every process follows
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 12:00:00
 
 `stored_settings` holds what a person saves on the settings page (JSON text; secrets as Fernet
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
