@@ -203,3 +203,38 @@ def test_a_worker_killed_mid_lastfm_import_is_continued_by_itself_to_a_clean_run
             assert len(takeovers(url, job_id)) == 1
         finally:
             end_active_jobs(server.url)
+
+
+def test_a_job_killed_four_times_in_a_row_stops_with_its_message(server_factory):
+    """A job that kills its runner must not loop: JOB_MAX_TAKEOVERS (3) takeovers, then it stops."""
+    server = server_factory(workers=1, env=ENV)
+    url = database_url(server_factory.instance)
+    try:  # the live progress check saves no batch, so every death counts in a row
+        r = http.post(f"{server.url}/api/v1/diagnostics/progress-check", params={"duration": 600, "rate": 2},
+                      timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        killed = []
+        for _kill in range(4):
+            deadline = time.monotonic() + 60
+            while True:  # running, in a worker not killed yet
+                try:
+                    snap = http.get(f"{server.url}/api/v1/jobs/{job_id}", timeout=10).json()
+                except requests.RequestException:
+                    snap = {"status": "booting"}
+                if snap["status"] == "running" and job_owner_pid(url, job_id) not in killed:
+                    break
+                assert snap["status"] in ("queued", "running", "booting"), snap
+                assert time.monotonic() < deadline, f"the job was not continued after kill {len(killed)}"
+                time.sleep(0.1)
+            pid, _ = kill_job_worker(server, url, job_id)
+            killed.append(pid)
+            wait_new_worker(server, pid, 1)
+        stopped = wait_final(server.url, job_id)
+        assert stopped["status"] == "error", stopped
+        assert "died 4 times in a row" in stopped["message"] and "Resume it" in stopped["message"]
+        assert [t["from"].rpartition(":")[2] for t in takeovers(url, job_id)] == [str(p) for p in killed]
+        page = http.get(f"{server.url}/jobs", timeout=10).text
+        assert f"(pid {killed[0]}) stopped" in page and "continued by server process" in page
+    finally:
+        end_active_jobs(server.url)

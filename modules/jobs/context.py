@@ -46,6 +46,8 @@ class JobContext:
         self.run = run
         self._started_from = self.checkpoint
         self._looked = 0.0
+        # Taken now: check() is also called from an import's fetch threads, outside the app context.
+        self._engine = db.engine if generation is not None else None
 
     def check(self):
         """Call between batches: raises JobCancelled when asked (in any process), JobLost when the
@@ -66,7 +68,7 @@ class JobContext:
         self._looked = time.monotonic()
         table = Job.__table__
         try:
-            with db.engine.connect() as conn:
+            with self._engine.connect() as conn:
                 row = conn.execute(sa.select(table.c.generation, table.c.cancel_requested)
                                    .where(table.c.id == self.job_id)).first()
         except sa.exc.DBAPIError:
@@ -85,7 +87,7 @@ class JobContext:
             return False
         table = Job.__table__
         try:
-            with db.engine.connect() as conn:
+            with self._engine.connect() as conn:
                 current = conn.execute(sa.select(table.c.generation).where(table.c.id == self.job_id)).scalar()
         except sa.exc.DBAPIError:
             return True  # the end record is written on the same condition (lifecycle._record_end)
