@@ -234,7 +234,7 @@ def test_a_job_killed_four_times_in_a_row_stops_with_its_message(server_factory)
         assert stopped["status"] == "error", stopped
         assert "died 4 times in a row" in stopped["message"] and "Resume it" in stopped["message"]
         assert [t["from"].rpartition(":")[2] for t in takeovers(url, job_id)] == [str(p) for p in killed]
-        page = http.get(f"{server.url}/jobs", timeout=10).text
+        page = requests.get(f"{server.url}/jobs", timeout=10).text  # not `http`: a page visit sets a session (CSRF)
         assert f"(pid {killed[0]}) stopped" in page and "continued by server process" in page
     finally:
         end_active_jobs(server.url)

@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+import requests
 
 from tests.conftest import FIXTURES, make_app, upload, wait_for_job
 from tests.test_streams_server import (
@@ -145,7 +146,7 @@ def test_a_killed_process_leaves_its_job_to_the_other_which_continues_it_by_itse
     assert all(later["id"] > earlier["id"] for earlier, later in zip(seen, seen[1:], strict=False))
     listed = http.get(f"{b.url}/api/v1/jobs", params={"status": "running"}, timeout=5).json()["items"]
     assert [j["id"] for j in listed] == [lost_id]
-    page = http.get(f"{b.url}/progress/{lost_id}", timeout=5).text
+    page = requests.get(f"{b.url}/progress/{lost_id}", timeout=5).text  # not `http`: a page visit sets a session (CSRF)
     assert "stopped" in page and "continued by server process on" in page
     assert http.post(f"{b.url}/api/v1/jobs/{lost_id}/cancel", timeout=5).status_code == 202
     assert wait_status(b.url, lost_id, timeout=10)["status"] == "cancelled"
