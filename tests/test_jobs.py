@@ -117,6 +117,14 @@ def test_a_beat_from_a_live_host_is_left_alone(app, client):
     assert job_row(app, job_id).generation == 0
 
 
+def test_a_late_beat_shows_as_stalled_before_the_job_is_taken_over(app, client):
+    job_id = "feed" * 8
+    add_orphan(app, job_id, "elsewhere:1", time.time() - 12)  # two beats (5 s) missed, not yet stale (30 s)
+    snap = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert snap["status"] == "running" and snap["stalled_seconds"] >= 12
+    assert job_row(app, job_id).generation == 0
+
+
 def test_with_auto_resume_off_a_dead_process_leaves_an_interrupted_job(tmp_path, migrated_template):
     app = make_app(tmp_path / "off", migrated_template, environ={"JOB_AUTO_RESUME": "false"})
     client = app.test_client()
