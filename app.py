@@ -11,7 +11,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 import config as config_module
 from modules import VERSION
 from modules import db as db_module
-from modules.jobs import make_runner, reap_stale_jobs
+from modules.jobs import make_runner
+from modules.jobs.reaper import reap
 from modules.stored_settings import Cipher, LiveSettings
 from modules.web import cli as cli_module
 from modules.web import i18n
@@ -63,8 +64,9 @@ def create_app(config=None):
     app.config.update({k: v for k, v in config.items() if k not in config_module.SETTINGS})
     db_module.init_app(app)
     i18n.init_app(app, ROOT)
-    if settings["JOB_RUNNER"] == "celery" and settings["PROGRESS_STORE"] == "memory":
-        raise RuntimeError("JOB_RUNNER=celery needs a shared progress store: PROGRESS_STORE=redis or database")
+    problems = config_module.settings_problems(settings)
+    if problems:
+        raise RuntimeError("Sillon cannot start with these settings:\n- " + "\n- ".join(problems))
     with app.app_context():
         # The progress store's writes wait briefly for a lock: while another program holds the
         # database, the latest progress still reaches this process's pages (store.publish), and
@@ -87,7 +89,7 @@ def create_app(config=None):
     cli_module.init_app(app)
     with app.app_context():
         try:
-            reap_stale_jobs()  # jobs whose process died while this one was down
+            reap(startup=True)  # jobs whose runner died while this process was down: continued here
         except (OperationalError, ProgrammingError):
             log.warning("database not migrated yet: run `make migrate` (make run does it)")
         finally:

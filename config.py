@@ -50,12 +50,14 @@ SETTINGS = {
     "JOB_RUNNER": (None, "thread", str, "`thread` (jobs run in the server's processes) or `celery` (jobs run in Celery workers: `celery -A app.celery worker`)"),
     "CELERY_BROKER_URL": (None, None, str, "Celery broker for JOB_RUNNER=celery; default: REDIS_URL"),
     "CELERY_QUEUE": (None, "sillon", str, "Celery queue the jobs are sent to and the workers consume"),
-    "CELERY_VISIBILITY_TIMEOUT": (None, 3600, int, "Redis broker: seconds before a job taken by a worker that died is delivered again"),
+    "CELERY_VISIBILITY_TIMEOUT": (None, 3600, int, "Redis broker: seconds before a message taken by a worker that died is delivered again (recovery does not wait for it: JOB_STALE_SECONDS decides)"),
     "PROGRESS_POLL_INTERVAL": (None, 0.1, float, "Seconds between checks for progress published by other processes"),
     "PROGRESS_PUBLISH_INTERVAL": (None, 0.1, float, "Minimum seconds between two publishes of one job's progress"),
     "SSE_HEARTBEAT_SECONDS": (None, 15.0, float, "Seconds between heartbeat comments on an idle event stream"),
     "JOB_HEARTBEAT_SECONDS": (None, 5.0, float, "Seconds between a running job's liveness beats"),
-    "JOB_STALE_SECONDS": (None, 30.0, float, "A running job with no beat for this long is marked interrupted"),
+    "JOB_STALE_SECONDS": (None, 30.0, float, "A running job with no beat for this long is taken over by a live runner and continued from its checkpoint (at least three JOB_HEARTBEAT_SECONDS)"),
+    "JOB_AUTO_RESUME": (None, True, _bool, "Continue a job whose runner died without anyone pressing Resume (off: it is marked interrupted)"),
+    "JOB_MAX_TAKEOVERS": (None, 3, int, "Takeovers of one job in a row (no batch saved in between); its runner's next death stops it with a message"),
     "MAX_UPLOAD_MB": (None, 512, int, "Largest upload accepted, in megabytes (413 above it)"),
     "MAX_UNZIPPED_MB": (None, 4096, int, "Most megabytes a zip upload may unpack to (zip bombs are refused before extracting)"),
     "MIN_PLAY_SECONDS": (None, 30, int, "Spotify plays shorter than this are skipped (and counted)"),
@@ -212,6 +214,26 @@ def check_value(name, value):
 def load_settings(environ=None, config_file=None, root=None):
     """Resolve every setting from the environment, config.json and defaults (nothing saved in the app)."""
     return resolve(read_layers(environ, config_file, root))[0]
+
+
+def settings_problems(settings):
+    """Why these settings cannot work together (a list of messages; empty when they can)."""
+    problems = []
+    beat, stale = settings["JOB_HEARTBEAT_SECONDS"], settings["JOB_STALE_SECONDS"]
+    if beat <= 0:
+        problems.append(f"JOB_HEARTBEAT_SECONDS must be above 0 (it is {beat:g}).")
+    elif stale < 3 * beat:
+        problems.append(f"JOB_STALE_SECONDS ({stale:g}) must be at least three JOB_HEARTBEAT_SECONDS ({beat:g}): "
+                        "otherwise a job whose beat is merely late is taken from a runner that is alive.")
+    if settings["JOB_MAX_TAKEOVERS"] < 0:
+        problems.append(f"JOB_MAX_TAKEOVERS must be 0 or more (it is {settings['JOB_MAX_TAKEOVERS']}).")
+    if settings["CELERY_VISIBILITY_TIMEOUT"] < 1:
+        problems.append("CELERY_VISIBILITY_TIMEOUT must be at least 1 second.")
+    if settings["JOB_RUNNER"] not in ("thread", "celery"):
+        problems.append(f"JOB_RUNNER must be thread or celery (it is {settings['JOB_RUNNER']!r}).")
+    elif settings["JOB_RUNNER"] == "celery" and settings["PROGRESS_STORE"] == "memory":
+        problems.append("JOB_RUNNER=celery needs a shared progress store: PROGRESS_STORE=redis or database.")
+    return problems
 
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")

@@ -47,9 +47,12 @@ logger_class = RedactingLogger
 
 
 def post_worker_init(worker):
-    """Background duties of a server process: bring the live tracker back if it should run."""
+    """Background duties of a server process: continue the jobs of runners that died, on a timer of
+    its own; bring the live tracker back if it should run."""
     from modules.jobs.live_tracker import start_supervisor
+    from modules.jobs.reaper import start_reaper
 
+    start_reaper(worker.wsgi)
     start_supervisor(worker.wsgi)
 
 

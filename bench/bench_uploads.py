@@ -404,7 +404,7 @@ def child_import(args):
 
     def sample():
         while not stop.wait(0.2):
-            tracker = lifecycle._local.get(job.get("id"))
+            tracker = lifecycle.local_tracker(job.get("id"))
             step = tracker.current_step if tracker is not None else None
             samples.append((round(time.perf_counter() - started, 2), _rss_kb(), step))
 

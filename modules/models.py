@@ -172,10 +172,15 @@ class Job(db.Model):
     created_at = sa.Column(sa.Float, nullable=False, default=time.time)
     started_at = sa.Column(sa.Float)
     finished_at = sa.Column(sa.Float)
+    # Grows with each hand-over to a runner (start, resume, takeover): only the runner, thread or
+    # broker message of the current generation may write to the job (modules/jobs/lifecycle.py).
+    generation = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
+    takeovers = sa.Column(sa.JSON)  # [{at, from, to, done, total, step}], oldest first
+    takeover_streak = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
 
     def as_dict(self):
         return {"id": self.id, "kind": self.kind, "status": self.status, "params": self.params,
-                "result": self.result, "message": self.message,
+                "result": self.result, "message": self.message, "takeovers": self.takeovers or [],
                 "created_at": utc_iso(self.created_at), "started_at": utc_iso(self.started_at),
                 "finished_at": utc_iso(self.finished_at),
                 "duration_seconds": round(self.finished_at - self.started_at, 3)

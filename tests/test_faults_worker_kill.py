@@ -3,11 +3,13 @@
 tests/test_two_processes.py kills a whole server (master and worker) and lets a second server take
 over. Here one real `gunicorn` (gevent workers) keeps serving: the worker that runs the job (the
 job record's owner names its host and pid) is killed outright, gunicorn starts a new worker, and
-the job is seen as `interrupted` through the other or the new worker (its reaper notices the dead
-pid), is resumed through the API, and ends with a listens table equal to a clean run's, row for row.
+the other or the new worker (its reaper, on its own timer or at its start, notices the dead pid)
+continues the job from its checkpoint without anyone pressing Resume, and it ends with a listens
+table equal to a clean run's, row for row. Shipped JOB_STALE_SECONDS and JOB_AUTO_RESUME.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 
 from tests.conftest import database_environ, make_app, upload, wait_for_job
 from tests.emulators.lastfm import LastfmEmulator, generate_listens
-from tests.test_streams_server import end_active_jobs, generated_csv, http, snapshot, wait_status
+from tests.test_streams_server import end_active_jobs, generated_csv, http, snapshot
 
 ENV = {"SSE_HEARTBEAT_SECONDS": "0.5", "JOB_HEARTBEAT_SECONDS": "0.5", "JOB_STALE_SECONDS": "30",
        "IMPORT_BATCH_SIZE": "200"}
@@ -120,17 +122,18 @@ def clean_app(tmp_path, migrated_template):
             db.engine.dispose()
 
 
-def resume_and_finish(server, job_id, interrupted, timeout=90):
-    r = http.post(f"{server.url}/api/v1/jobs/{job_id}/resume", timeout=10)
-    assert r.status_code == 202, r.text
-    done = wait_status(server.url, job_id, timeout=timeout)
-    assert done["status"] == "completed", done["message"]
-    assert done["version"] > interrupted["version"]
-    return done
+def takeovers(url, job_id):
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(sa.text("SELECT takeovers FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
+    finally:
+        engine.dispose()
+    return json.loads(value) if isinstance(value, str) else value  # SQLite gives the JSON text
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_worker_killed_mid_upload_leaves_an_interrupted_job_that_resumes_to_a_clean_runs_data(
+def test_a_worker_killed_mid_upload_is_continued_by_itself_to_a_clean_runs_data(
         server_factory, clean_app, workers):
     rows = 12000
     data = generated_csv(rows, "Killed Worker")
@@ -149,21 +152,21 @@ def test_a_worker_killed_mid_upload_leaves_an_interrupted_job_that_resumes_to_a_
         wait_mid_way(server.url, job_id, "save")
         killed, _ = kill_job_worker(server, url, job_id)
 
-        wait_new_worker(server, killed, workers)
-        interrupted = wait_final(server.url, job_id)  # answered by the other or the new worker
-        assert interrupted["status"] == "interrupted", interrupted
-        assert "resume" in interrupted["message"]
         saved, _ = listens_table(url)
         assert 0 < len(saved) < rows, f"not killed mid-way: {len(saved)} of {rows}"
 
-        done = resume_and_finish(server, job_id, interrupted)
+        wait_new_worker(server, killed, workers)
+        done = wait_final(server.url, job_id, timeout=180)  # nobody presses Resume
+        assert done["status"] == "completed", done
         assert done["result"]["imported"] == rows and done["result"]["errors"] == 0
         assert listens_table(url) == expected
+        (taken,) = takeovers(url, job_id)
+        assert taken["from"].endswith(f":{killed}") and taken["to"] and not taken["to"].endswith(f":{killed}")
     finally:
         end_active_jobs(server.url)
 
 
-def test_a_worker_killed_mid_lastfm_import_leaves_an_interrupted_job_that_resumes_to_a_clean_runs_data(
+def test_a_worker_killed_mid_lastfm_import_is_continued_by_itself_to_a_clean_runs_data(
         server_factory, clean_app):
     history = generate_listens(3000, start_uts=1_600_000_000, same_second_every=7)
     with LastfmEmulator() as fm:
@@ -188,15 +191,50 @@ def test_a_worker_killed_mid_lastfm_import_leaves_an_interrupted_job_that_resume
             wait_mid_way(server.url, job_id, "fetch")
             killed, _ = kill_job_worker(server, url, job_id)
 
-            wait_new_worker(server, killed, 2)
-            interrupted = wait_final(server.url, job_id)
-            assert interrupted["status"] == "interrupted", interrupted
             saved, _ = listens_table(url)
             assert 0 < len(saved) < len(history), f"not killed mid-way: {len(saved)} of {len(history)}"
-
             fm.latency = 0
-            done = resume_and_finish(server, job_id, interrupted)
+
+            wait_new_worker(server, killed, 2)
+            done = wait_final(server.url, job_id, timeout=180)  # nobody presses Resume
+            assert done["status"] == "completed", done
             assert done["result"]["imported"] == len(history)
             assert listens_table(url) == expected
+            assert len(takeovers(url, job_id)) == 1
         finally:
             end_active_jobs(server.url)
+
+
+def test_a_job_killed_four_times_in_a_row_stops_with_its_message(server_factory):
+    """A job that kills its runner must not loop: JOB_MAX_TAKEOVERS (3) takeovers, then it stops."""
+    server = server_factory(workers=1, env=ENV)
+    url = database_url(server_factory.instance)
+    try:  # the live progress check saves no batch, so every death counts in a row
+        r = http.post(f"{server.url}/api/v1/diagnostics/progress-check", params={"duration": 600, "rate": 2},
+                      timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        killed = []
+        for _kill in range(4):
+            deadline = time.monotonic() + 60
+            while True:  # running, in a worker not killed yet
+                try:
+                    snap = http.get(f"{server.url}/api/v1/jobs/{job_id}", timeout=10).json()
+                except requests.RequestException:
+                    snap = {"status": "booting"}
+                if snap["status"] == "running" and job_owner_pid(url, job_id) not in killed:
+                    break
+                assert snap["status"] in ("queued", "running", "booting"), snap
+                assert time.monotonic() < deadline, f"the job was not continued after kill {len(killed)}"
+                time.sleep(0.1)
+            pid, _ = kill_job_worker(server, url, job_id)
+            killed.append(pid)
+            wait_new_worker(server, pid, 1)
+        stopped = wait_final(server.url, job_id)
+        assert stopped["status"] == "error", stopped
+        assert "died 4 times in a row" in stopped["message"] and "Resume it" in stopped["message"]
+        assert [t["from"].rpartition(":")[2] for t in takeovers(url, job_id)] == [str(p) for p in killed]
+        page = requests.get(f"{server.url}/jobs", timeout=10).text  # not `http`: a page visit sets a session (CSRF)
+        assert f"(pid {killed[0]}) stopped" in page and "continued by server process" in page
+    finally:
+        end_active_jobs(server.url)

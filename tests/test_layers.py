@@ -27,13 +27,8 @@ SCANNED = ["modules", "app.py", "config.py", "scripts", "bench"]
 # claims move into jobs/ once `recovery` has landed). Each is listed once per (file, name); an entry no
 # longer found fails too, so the list shrinks as those branches land.
 ALLOWED_FOR_NOW = {
-    ("modules/jobs/celery_app.py", "modules.jobs.lifecycle._owner"),  # recovery
-    ("modules/jobs/celery_app.py", "modules.jobs.lifecycle._local_lock"),  # recovery
-    ("modules/jobs/celery_app.py", "modules.jobs.lifecycle._local"),  # recovery
-    ("modules/jobs/celery_app.py", "modules.jobs.lifecycle._pid_alive"),  # recovery
     ("modules/importers/upload_group.py", "modules.jobs.lifecycle._pid_alive"),  # upload_group
     ("modules/importers/upload_group.py", "modules.jobs.lifecycle._owner"),  # upload_group
-    ("bench/bench_uploads.py", "modules.jobs.lifecycle._local"),  # recovery: the live trackers of jobs/
 }
 # A library's private names, each for good, with the reason: the library is pinned in requirements.txt,
 # so a change of its insides shows in this repository's tests, not in production.

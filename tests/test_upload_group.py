@@ -54,7 +54,7 @@ def queue(redis_client):
 def group_app(tmp_path, migrated_template, queue, name="group", **environ):
     return make_app(tmp_path / name, migrated_template, environ={
         "JOB_RUNNER": "celery", "PROGRESS_STORE": "redis", "REDIS_URL": REDIS_URL, "CELERY_QUEUE": queue,
-        "IMPORT_BATCH_SIZE": 100, "JOB_STALE_SECONDS": 3, "TRACKER_AUTOSTART": "false", **environ})
+        "IMPORT_BATCH_SIZE": 100, "JOB_HEARTBEAT_SECONDS": 0.5, "JOB_STALE_SECONDS": 3, "TRACKER_AUTOSTART": "false", **environ})
 
 
 def spotify_cut_short(n):

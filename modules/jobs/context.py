@@ -10,7 +10,7 @@ from gevent import monkey
 from ..db import BUSY_LISTENER, db, transient_reason
 from ..models import Job
 from ..waiting import GaveUp, Patience, call_with_retries, wait_message
-from .errors import DatabaseBusy, JobCancelled
+from .errors import DatabaseBusy, JobCancelled, JobLost
 
 
 def cooperative_yield():
@@ -26,8 +26,13 @@ def cooperative_yield():
         time.sleep(0)
 
 
+# Least seconds between two looks at the job's record by check(): a batch takes longer, so a
+# cancel asked in any process, or a takeover, is heard within one batch.
+CHECK_SECONDS = 0.05
+
+
 class JobContext:
-    def __init__(self, job_id, kind, params, tracker, checkpoint, settings, store=None):
+    def __init__(self, job_id, kind, params, tracker, checkpoint, settings, store=None, generation=None, run=None):
         self.job_id = job_id
         self.kind = kind
         self.params = params or {}
@@ -36,21 +41,81 @@ class JobContext:
         self.settings = settings
         self.ids = None  # an importer's IdCache, when it keeps one
         self.store = store  # the progress store, where importers announce new listens (listen_feed)
+        # The generation this runner was handed (lifecycle.py); None: no ownership checks (tests' own contexts).
+        self.generation = generation
+        self.run = run
+        self._started_from = self.checkpoint
+        self._looked = 0.0
+        # Taken now: check() is also called from an import's fetch threads, outside the app context.
+        self._engine = db.engine if generation is not None else None
 
     def check(self):
-        """Call between batches: raises JobCancelled when asked, and yields to other greenlets.
+        """Call between batches: raises JobCancelled when asked (in any process), JobLost when the
+        job went to another runner, and yields to other greenlets.
 
         Under gevent a job is a greenlet: without this yield a CPU-bound batch loop would starve
-        every open event stream of the worker.
+        every open event stream of the worker. The job's record is read at most every
+        CHECK_SECONDS; a database that cannot answer just now is looked at next time (the
+        checkpoint write is guarded anyway, see save_checkpoint).
         """
         cooperative_yield()
+        if self.run is not None and self.run.lost:
+            raise JobLost()
         if self.tracker.cancel_requested:
             raise JobCancelled()
+        if self.generation is None or time.monotonic() - self._looked < CHECK_SECONDS:
+            return
+        self._looked = time.monotonic()
+        table = Job.__table__
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(sa.select(table.c.generation, table.c.cancel_requested)
+                                   .where(table.c.id == self.job_id)).first()
+        except sa.exc.DBAPIError:
+            return
+        if row is None or row.generation != self.generation:
+            self._lose()
+        if row.cancel_requested:
+            self.tracker.request_cancel()
+            raise JobCancelled()
+
+    def still_owner(self):
+        """Whether the job is still this runner's (looked up now; True when the database cannot say)."""
+        if self.generation is None:
+            return True
+        if self.run is not None and self.run.lost:
+            return False
+        table = Job.__table__
+        try:
+            with self._engine.connect() as conn:
+                current = conn.execute(sa.select(table.c.generation).where(table.c.id == self.job_id)).scalar()
+        except sa.exc.DBAPIError:
+            return True  # the end record is written on the same condition (lifecycle._record_end)
+        return current == self.generation
+
+    def _lose(self):
+        if self.run is not None:
+            self.run.lost = True
+        raise JobLost()
 
     def save_checkpoint(self, conn, data):
-        """Store the checkpoint in the caller's transaction, so a batch and its checkpoint commit together."""
+        """Store the checkpoint in the caller's transaction, so a batch and its checkpoint commit together.
+
+        Only while the job is this runner's: otherwise JobLost rolls the whole batch back, so a
+        runner that was taken over writes nothing more. A checkpoint that moved on ends the job's
+        run of takeovers (JOB_MAX_TAKEOVERS counts those without a saved batch in between).
+        """
+        table = Job.__table__
+        where = table.c.id == self.job_id
+        values = {"checkpoint": data}
+        if self.generation is not None:
+            where = sa.and_(where, table.c.generation == self.generation)
+            if data != self._started_from:
+                values["takeover_streak"] = 0
+        updated = conn.execute(sa.update(table).where(where).values(**values))
+        if self.generation is not None and updated.rowcount != 1:
+            self._lose()
         self.checkpoint = data
-        conn.execute(sa.update(Job.__table__).where(Job.__table__.c.id == self.job_id).values(checkpoint=data))
 
     def write(self, work):
         """Run `work(conn)` in one transaction and return what it returns.

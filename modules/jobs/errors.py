@@ -13,6 +13,10 @@ class JobCancelled(Exception):
     """Raised inside a job at a checkpoint once cancellation was asked for."""
 
 
+class JobLost(JobCancelled):
+    """Raised inside a job whose record went to another runner (a takeover): it stops and writes nothing."""
+
+
 class JobAlreadyRunning(Exception):
     def __init__(self, kind, job_id):
         super().__init__(f"a {kind} job is already running ({job_id})")

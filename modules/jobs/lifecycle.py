@@ -1,15 +1,17 @@
-"""Start, run, cancel, resume and reap jobs.
+"""Start, run, cancel and resume jobs; the heartbeat of the jobs this process runs.
 
 The `jobs` table is the control record every process shares: one job of a kind at a time
-(unique `active_kind`), cancellation requests, heartbeats and checkpoints. The live view of
-a job is its ProgressTracker, published to the progress store.
+(unique `active_kind`), cancellation requests, heartbeats, checkpoints, and the job's
+`generation`: it grows at every hand-over to a runner (start, resume, takeover), and only the
+runner of the current generation may write to the job. A runner that finds another generation
+(at its next `ctx.check()`, beat or checkpoint) stops without a word: the job is someone else's.
+Takeovers of jobs whose runner died: reaper.py. The live view of a job is its ProgressTracker,
+published to the progress store.
 """
 from __future__ import annotations
 
 import gc
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -23,24 +25,31 @@ from ..db import db, transient_reason
 from ..models import Job
 from ..sources.errors import SourceError
 from ..waiting import GaveUp, Patience, call_with_retries
+from . import owner as owners
 from .context import JobContext
-from .errors import JobAlreadyRunning, JobCancelled, JobError, JobNotFound, JobNotResumable
+from .errors import JobAlreadyRunning, JobCancelled, JobError, JobLost, JobNotFound, JobNotResumable
 from .kinds import get_kind
 
 log = logging.getLogger(__name__)
 ACTIVE = (QUEUED, RUNNING)
-INTERRUPTED_MESSAGE = ("The process running this job stopped (server restarted or killed). "
-                       "Everything saved before that is kept; resume the job to continue from its last checkpoint.")
+BROKER_OWNER = owners.BROKER_OWNER
 
-# Owner of a job handed to Celery and still waiting in the broker: no process runs it yet, so
-# the reaper leaves it alone and the worker that receives it claims it (see celery_app.claim).
-BROKER_OWNER = "celery:queued"
-# "celery@" in Celery worker processes: the owner of a job a worker runs is then never taken for
-# a server process of this host, whose dead pid would mark the job interrupted at once, while the
-# broker is about to deliver it again to another worker.
-OWNER_PREFIX = ""
 
-# Trackers of the jobs this process runs, for cancel and heartbeat.
+class Run:
+    """A job this process runs, with the generation it was handed; `lost` once another runner has it."""
+
+    def __init__(self, job_id, generation, progress_store):
+        self.job_id, self.generation, self.store = job_id, generation, progress_store
+        self.app = current_app._get_current_object()  # the heartbeat of its app beats it
+        self.lost = False
+        self.tracker = None
+
+    def publish(self, snapshot):
+        if not self.lost:  # a runner that lost the job must not show its stale progress over the new one's
+            self.store.publish(snapshot)
+
+
+# The jobs this process runs, for cancel and heartbeat.
 _local = {}
 _local_lock = threading.Lock()
 
@@ -60,15 +69,39 @@ def refresh_settings():
         refresh()
 
 
-def _owner():
-    # Recomputed per call: gunicorn forks workers after import, so the pid at import is the master's.
-    return f"{OWNER_PREFIX}{socket.gethostname()}:{os.getpid()}"
+def local_tracker(job_id):
+    """The tracker of a job this process runs, else None (benchmarks sample it)."""
+    with _local_lock:
+        run = _local.get(job_id)
+    return run.tracker if run is not None else None
 
 
-def new_tracker(job_id, kind, initial_version=0):
+def runs_here(job_id):
+    with _local_lock:
+        return job_id in _local
+
+
+# Kept for importers/upload_group.py until branch `pkg` moves it into jobs/ (tests/test_layers.py).
+_owner = owners.current
+_pid_alive = owners.pid_alive
+
+
+def new_tracker(job_id, kind, initial_version=0, publish=None):
     spec = get_kind(kind)
-    return ProgressTracker(job_id, kind, spec.steps, publish=store().publish,
+    return ProgressTracker(job_id, kind, spec.steps, publish=publish or store().publish,
                            min_interval=settings()["PROGRESS_PUBLISH_INTERVAL"], initial_version=initial_version)
+
+
+_reaper = []  # reaper.reap, registered by reaper.py (it uses this module; this one only calls it)
+
+
+def set_reaper(function):
+    _reaper[:] = [function]
+
+
+def reap_stale_jobs(now=None):
+    """Continue (or mark interrupted) the jobs whose runner stopped; returns their ids (reaper.py)."""
+    return _reaper[0](now) if _reaper else []
 
 
 def start_job(kind, params=None):
@@ -77,7 +110,7 @@ def start_job(kind, params=None):
     reap_stale_jobs()
     for _attempt in range(5):
         job = Job(id=uuid.uuid4().hex, kind=kind, status=QUEUED, active_kind=kind, params=params or {},
-                  owner=_owner(), heartbeat_at=time.time(), created_at=time.time())
+                  owner=owners.current(), heartbeat_at=time.time(), created_at=time.time(), generation=0)
         db.session.add(job)
         try:
             db.session.commit()
@@ -90,7 +123,7 @@ def start_job(kind, params=None):
             # The running one ended between our insert and our look: its kind is free, try again.
     else:
         raise JobNotResumable(f"could not start a {kind} job: jobs of its kind keep starting and ending; try again")
-    _queue(job.id, kind, initial_version=0)
+    queue(job.id, kind, initial_version=0, generation=0)
     return job.id
 
 
@@ -105,11 +138,13 @@ def resume_job(job_id):
     if (job.result or {}).get("resumable") is False:
         raise JobNotResumable(f"job {job_id} failed on its input ({job.message}); resuming would fail the same way. "
                               "Start a new one with other files.")
+    generation = job.generation + 1
     try:  # SQLite reports the unique active_kind at the statement, PostgreSQL at commit
         updated = db.session.execute(
-            sa.update(Job).where(Job.id == job_id, Job.status == job.status)
-            .values(status=QUEUED, active_kind=job.kind, cancel_requested=False, owner=_owner(),
-                    heartbeat_at=time.time(), finished_at=None, message=None)
+            sa.update(Job).where(Job.id == job_id, Job.status == job.status, Job.generation == job.generation)
+            .values(status=QUEUED, active_kind=job.kind, cancel_requested=False, owner=owners.current(),
+                    heartbeat_at=time.time(), finished_at=None, message=None, generation=generation,
+                    takeover_streak=0)
             .execution_options(synchronize_session=False))
         db.session.commit()
     except IntegrityError:
@@ -121,19 +156,23 @@ def resume_job(job_id):
     if updated.rowcount != 1:
         raise JobNotResumable(f"job {job_id} changed while resuming; try again")
     previous = store().get(job_id)
-    _queue(job_id, job.kind, initial_version=previous["version"] if previous else 0)
+    queue(job_id, job.kind, initial_version=previous["version"] if previous else 0, generation=generation)
     return job_id
 
 
-def _queue(job_id, kind, initial_version):
-    tracker = new_tracker(job_id, kind, initial_version)
-    tracker.set_message("Queued")
-    tracker.flush()
+def queue(job_id, kind, initial_version, generation, message="Queued"):
+    """Hand generation `generation` of a job (already recorded as queued) to this app's runner."""
     runner = current_app.extensions["sillon"]["runner"]
-    if not getattr(runner, "remote", False):  # a Celery worker builds its own tracker
+    if getattr(runner, "remote", False):  # a Celery worker builds its own tracker
+        tracker = new_tracker(job_id, kind, initial_version)
+    else:
+        run = Run(job_id, generation, store())
+        run.tracker = tracker = new_tracker(job_id, kind, initial_version, publish=run.publish)
         with _local_lock:
-            _local[job_id] = tracker
-    runner.submit(current_app._get_current_object(), job_id)
+            _local[job_id] = run
+    tracker.set_message(message)
+    tracker.flush()
+    runner.submit(current_app._get_current_object(), job_id, generation)
 
 
 _gc_frozen = False
@@ -151,34 +190,72 @@ def _freeze_startup_objects():
         gc.freeze()
 
 
-def execute(app, job_id):
-    """Run one job to its end in this thread (a greenlet under gevent)."""
+def execute(app, job_id, generation=None):
+    """Run generation `generation` of a queued job to its end in this thread (a greenlet under gevent).
+
+    Nothing happens if the job is no longer queued at that generation (cancelled, ended, or handed
+    to another runner meanwhile): a late thread or broker message never starts a job again.
+    """
     _freeze_startup_objects()
+    run = None
     with app.app_context():
         try:
             refresh_settings()  # a worker started before a change runs this job with the new values
-            _execute(job_id)
+            run = _claim(job_id, generation)
+            if run is not None:
+                _execute(run)
         finally:
             with _local_lock:
-                _local.pop(job_id, None)
+                if run is not None and _local.get(job_id) is run:
+                    _local.pop(job_id, None)
             db.session.remove()
+    return "ran" if run is not None else "not queued"
 
 
-def _execute(job_id):
+def _claim(job_id, generation):
+    """Take the job for this process (one conditional UPDATE: exactly one runner wins); a Run or None."""
     job = db.session.get(Job, job_id)
-    spec = get_kind(job.kind)
+    if job is None:
+        return None
+    if generation is None:  # a message sent before generations existed
+        generation = job.generation
+    if job.status != QUEUED or job.generation != generation:
+        log.info("job %s: generation %s is not queued (%s, generation %s); nothing to run",
+                 job_id, generation, job.status, job.generation)
+        return None
     with _local_lock:
-        tracker = _local.get(job_id)
-    if tracker is None:  # started by another process's runner (Celery) or after a restart
-        previous = store().get(job_id)
-        tracker = new_tracker(job_id, job.kind, previous["version"] if previous else 0)
-        with _local_lock:
-            _local[job_id] = tracker
-    now = time.time()
-    job.status, job.started_at, job.heartbeat_at, job.owner = RUNNING, job.started_at or now, now, _owner()
+        run = _local.get(job_id)
+        if run is None or run.generation != generation:
+            run = _local[job_id] = Run(job_id, generation, store())
+    me, now = owners.current(), time.time()
+    takeovers = list(job.takeovers or [])
+    if takeovers and not takeovers[-1].get("to"):
+        takeovers[-1] = {**takeovers[-1], "to": me}
+    updated = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status == QUEUED, Job.generation == generation)
+        .values(status=RUNNING, started_at=job.started_at or now, heartbeat_at=now, owner=me,
+                takeovers=takeovers or None)
+        .execution_options(synchronize_session=False))
     db.session.commit()
+    if updated.rowcount != 1:
+        with _local_lock:
+            if _local.get(job_id) is run:
+                _local.pop(job_id, None)
+        return None
+    return run
+
+
+def _execute(run):
+    job_id, generation = run.job_id, run.generation
+    job = db.session.get(Job, job_id)
+    db.session.refresh(job)
+    spec = get_kind(job.kind)
+    if run.tracker is None:  # started by another process's runner (Celery) or after a restart
+        previous = store().get(job_id)
+        run.tracker = new_tracker(job_id, job.kind, previous["version"] if previous else 0, publish=run.publish)
+    tracker = run.tracker
     ctx = JobContext(job_id, job.kind, dict(job.params or {}), tracker, job.checkpoint, settings(),
-                     store=store())
+                     store=store(), generation=generation, run=run)
     db.session.remove()  # the job code opens its own transactions; hold no connection meanwhile
     ensure_heartbeat(current_app._get_current_object())
     tracker.start("Starting")
@@ -186,6 +263,11 @@ def _execute(job_id):
     try:
         result = spec.run(ctx)
         message = (result or {}).get("message", "Done") if isinstance(result, dict) else "Done"
+    except JobLost:
+        run.lost = True
+        log.warning("job %s: generation %s was handed to another runner; this one stops and writes nothing",
+                    job_id, generation)
+        return
     except JobCancelled:
         status, message = CANCELLED, "Cancelled. Everything saved before the cancel is kept."
     except (JobError, SourceError) as exc:
@@ -196,6 +278,9 @@ def _execute(job_id):
         log.exception("job %s (%s) failed", job_id, job.kind)
         status, message = ERROR, (f"Unexpected error: {exc.__class__.__name__}: {exc}. "
                                   "Everything saved before it is kept; the job can be resumed.")
+    if not ctx.still_owner():
+        run.lost = True
+        return
     if status == COMPLETED:
         tracker.complete(result=result, redirect_url=spec.redirect_url, message=message)
     elif status == CANCELLED:
@@ -203,20 +288,20 @@ def _execute(job_id):
     else:
         tracker.fail(message, result=result)
     snap = tracker.snapshot()
-    _record_end(job_id, status=status, active_kind=None, message=message, result=snap["result"],
+    _record_end(job_id, generation, status=status, active_kind=None, message=message, result=snap["result"],
                 finished_at=time.time())
     tracker.flush()  # the final state, if a locked database kept the flusher from publishing it
 
 
-def _record_end(job_id, **values):
+def _record_end(job_id, generation, **values):
     """Write the job's final status, waiting out a locked or busy database (the job may have
-    ended *because* it stayed locked). Given up after a while: the reaper then marks the job
-    interrupted once its heartbeat stops, and it can be resumed."""
+    ended *because* it stayed locked). Given up after a while: the reaper then continues the job
+    once its heartbeat stops."""
     patience = Patience(0.1, 5.0, tries=10 ** 6, seconds=max(60.0, 2 * settings()["JOB_STALE_SECONDS"]))
 
     def attempt():
         try:
-            db.session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
+            db.session.execute(sa.update(Job).where(Job.id == job_id, Job.generation == generation).values(**values))
             db.session.commit()
         except sa.exc.DBAPIError:
             db.session.rollback()
@@ -241,9 +326,9 @@ def cancel_job(job_id):
     if job.status == QUEUED and job.owner == BROKER_OWNER and _cancel_in_broker(job_id):
         return CANCELLED
     with _local_lock:
-        tracker = _local.get(job_id)
-    if tracker is not None:  # first: a job of this process stops even while the database is locked
-        tracker.request_cancel()
+        run = _local.get(job_id)
+    if run is not None and run.tracker is not None:  # first: stops even while the database is locked
+        run.tracker.request_cancel()
     job.cancel_requested = True
     db.session.commit()
     return "cancelling"
@@ -258,100 +343,60 @@ def _cancel_in_broker(job_id):
         .execution_options(synchronize_session=False))
     db.session.commit()
     if updated.rowcount != 1:
-        return False  # a worker claimed it meanwhile: it hears the cancel through its heartbeat
-    snap = store().get(job_id)
-    if snap is not None and snap["status"] not in FINAL_STATUSES:
-        snap.update(status=CANCELLED, message=message, version=snap["version"] + 1, eta_seconds=None, rate=0.0)
-        store().publish(snap)
+        return False  # a worker claimed it meanwhile: it hears the cancel at its next check
+    publish_end(job_id, CANCELLED, message)
     return True
 
 
-def reap_stale_jobs(now=None):
-    """Mark jobs whose process died as interrupted, and free their kind for a new start."""
-    now = now or time.time()
-    stale_before = now - settings()["JOB_STALE_SECONDS"]
-    candidates = db.session.execute(
-        sa.select(Job.id, Job.owner, Job.heartbeat_at).where(Job.status.in_(ACTIVE))).all()
-    host = socket.gethostname()
-    dead = []
-    for job_id, owner, beat in candidates:
-        if owner == BROKER_OWNER:
-            continue
-        with _local_lock:
-            if job_id in _local:
-                continue
-        owner_host, _, pid = (owner or "").rpartition(":")
-        if (beat or 0) < stale_before or (owner_host == host and pid.isdigit() and not _pid_alive(int(pid))):
-            dead.append(job_id)
-    for job_id in dead:
-        _mark_interrupted(job_id, now)
-    return dead
-
-
-def _mark_interrupted(job_id, now):
-    updated = db.session.execute(
-        sa.update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
-        .values(status=INTERRUPTED, active_kind=None, message=INTERRUPTED_MESSAGE, finished_at=now))
-    db.session.commit()
-    if updated.rowcount != 1:
-        return
+def publish_end(job_id, status, message):
+    """Put a job's end on its page when no runner of it is there to do so."""
     snap = store().get(job_id)
     if snap is not None and snap["status"] not in FINAL_STATUSES:
-        snap.update(status=INTERRUPTED, message=INTERRUPTED_MESSAGE, version=snap["version"] + 1,
-                    eta_seconds=None, rate=0.0)
+        snap.update(status=status, message=message, version=snap["version"] + 1, eta_seconds=None, rate=0.0)
         store().publish(snap)
-    log.warning("job %s marked interrupted: its process stopped", job_id)
-
-
-def _pid_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # killed but not yet reaped by its parent: a zombie runs nothing
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def job_snapshot(job_id):
-    """A job's current snapshot (None if unknown), marking it interrupted first if its process died."""
+    """A job's current snapshot (None if unknown), its runner's death seen to first (reaper.py).
+
+    A running job whose beat is late (two beats missed) says so at once: `stalled_seconds`.
+    """
     snap = store().get(job_id)
     if snap is None or snap["status"] in FINAL_STATUSES:
         return snap
     if job_id in reap_stale_jobs():
-        return store().get(job_id)
+        snap = store().get(job_id)
+    beat = db.session.execute(sa.select(Job.heartbeat_at).where(Job.id == job_id, Job.status == RUNNING)).scalar()
+    late = time.time() - beat if beat else 0
+    if snap is not None and snap["status"] == RUNNING and late > 2 * settings()["JOB_HEARTBEAT_SECONDS"]:
+        snap = {**snap, "stalled_seconds": round(late, 1)}
     return snap
 
 
-# --- heartbeat: one loop per process while it runs jobs ---------------------------------
-_heartbeat_thread = None
+# --- heartbeat: one loop per app (one per process, but tests build several) while it runs jobs -------
+_heartbeats = {}
 _heartbeat_lock = threading.Lock()
 
 
 def ensure_heartbeat(app):
-    global _heartbeat_thread
     with _heartbeat_lock:
-        if _heartbeat_thread is None or not _heartbeat_thread.is_alive():
-            _heartbeat_thread = threading.Thread(target=_heartbeat_loop, args=(app,), name="job-heartbeat", daemon=True)
-            _heartbeat_thread.start()
+        thread = _heartbeats.get(id(app))
+        if thread is None or not thread.is_alive():
+            thread = _heartbeats[id(app)] = threading.Thread(target=_heartbeat_loop, args=(app,),
+                                                             name="job-heartbeat", daemon=True)
+            thread.start()
 
 
 def _heartbeat_loop(app):
     interval = app.extensions["sillon"]["settings"]["JOB_HEARTBEAT_SECONDS"]
     while True:
         with _local_lock:
-            trackers = dict(_local)
-        if not trackers:
+            runs = {job_id: run for job_id, run in _local.items() if run.app is app}
+        if not runs:
             return  # restarted by the next job
         with app.app_context():
             try:
-                beat(trackers)
+                beat(runs)
             except Exception:  # noqa: BLE001 - a missed beat is retried next tick
                 log.exception("job heartbeat failed")
             finally:
@@ -359,12 +404,23 @@ def _heartbeat_loop(app):
         time.sleep(interval)
 
 
-def beat(trackers):
-    """Record that this process's jobs are alive, and pass on cancel requests made elsewhere."""
-    ids = list(trackers)
-    db.session.execute(sa.update(Job).where(Job.id.in_(ids)).values(heartbeat_at=time.time()))
+def beat(runs):
+    """Record that this process's jobs are alive, and pass on cancel requests made elsewhere.
+
+    Only the generation each run was handed is beaten: a run whose job went to another runner
+    learns it here (and at its next check) and stops."""
+    now = time.time()
+    lost = []
+    for job_id, run in runs.items():
+        updated = db.session.execute(sa.update(Job).where(Job.id == job_id, Job.generation == run.generation)
+                                     .values(heartbeat_at=now).execution_options(synchronize_session=False))
+        if updated.rowcount != 1:
+            lost.append(run)
     cancelled = db.session.execute(
-        sa.select(Job.id).where(Job.id.in_(ids), Job.cancel_requested.is_(True))).scalars().all()
+        sa.select(Job.id).where(Job.id.in_(list(runs)), Job.cancel_requested.is_(True))).scalars().all()
     db.session.commit()
+    for run in lost:
+        run.lost = True
     for job_id in cancelled:
-        trackers[job_id].request_cancel()
+        if runs[job_id].tracker is not None:
+            runs[job_id].tracker.request_cancel()

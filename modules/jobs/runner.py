@@ -17,10 +17,10 @@ class ThreadRunner:
     def __init__(self):
         self.threads = {}
 
-    def submit(self, app, job_id):
+    def submit(self, app, job_id, generation=None):
         from .lifecycle import execute  # lifecycle imports this module's users, not the reverse
 
-        thread = threading.Thread(target=execute, args=(app, job_id), name=f"job-{job_id}", daemon=True)
+        thread = threading.Thread(target=execute, args=(app, job_id, generation), name=f"job-{job_id}", daemon=True)
         self.threads[job_id] = thread
         thread.start()
         return thread
@@ -45,7 +45,7 @@ class CeleryRunner:
         self.celery = celery_app.configure(settings)
         self.queue = settings["CELERY_QUEUE"]
 
-    def submit(self, app, job_id):
+    def submit(self, app, job_id, generation=None):
         import sqlalchemy as sa
 
         from ..db import db
@@ -53,11 +53,13 @@ class CeleryRunner:
         from . import celery_app
         from .lifecycle import BROKER_OWNER, QUEUED
 
-        # Waiting in the broker: no process of ours owns it, so no reaper marks it interrupted.
-        db.session.execute(sa.update(Job).where(Job.id == job_id, Job.status == QUEUED)
+        # Waiting in the broker: no process of ours owns it, so no reaper takes it over. The message
+        # carries the generation: once the job has another (cancelled, ended, continued elsewhere),
+        # it does nothing.
+        db.session.execute(sa.update(Job).where(Job.id == job_id, Job.status == QUEUED, Job.generation == generation)
                            .values(owner=BROKER_OWNER).execution_options(synchronize_session=False))
         db.session.commit()
-        return celery_app.run_job.apply_async(args=[job_id], queue=self.queue)
+        return celery_app.run_job.apply_async(args=[job_id], kwargs={"generation": generation}, queue=self.queue)
 
     def join(self, job_id, timeout=None):
         """Jobs run elsewhere: nothing to join (poll the job's snapshot instead)."""

@@ -11,6 +11,7 @@ from flask_jobprogress import FINAL_STATUSES
 
 from ..db import db
 from ..jobs import KINDS, job_snapshot
+from ..jobs.reaper import takeover_lines
 from ..models import Job, utc_iso
 from .i18n import lazy_gettext as _l
 
@@ -63,7 +64,14 @@ def _row(job, store):
     return {"id": job.id, "kind": job.kind, "kind_label": kind_label(job.kind), "status": job.status,
             "status_label": status_label(job.status), "started_at": utc_iso(job.started_at or job.created_at),
             "duration": duration_parts(duration) if duration is not None else None,
-            "duration_seconds": duration, "message": job.message, **counts(job.result, counters)}
+            "duration_seconds": duration, "message": job.message, "takeovers": takeover_lines(job.takeovers),
+            **counts(job.result, counters)}
+
+
+def takeovers_of(job_id):
+    """The job's takeovers, one sentence each ("... stopped at 5,200 of 20,000 (save); continued by ...")."""
+    takeovers = db.session.execute(sa.select(Job.takeovers).where(Job.id == job_id)).scalar()
+    return takeover_lines(takeovers)
 
 
 def history(page=1, kind=None, status=None, page_size=PAGE_SIZE):

@@ -41,6 +41,7 @@ def progress(job_id):
                            kind_label=job_history.kind_label(snap["kind"]),
                            status_label=job_history.status_label(snap["status"]),
                            summary=job_history.counts(snap.get("result"), snap.get("counters")),
+                           takeovers=job_history.takeovers_of(job_id),
                            duration=job_history.duration_parts(duration) if duration else None)
 
 
