@@ -352,7 +352,6 @@ def test_malformed_json_array_ends_with_a_file_error(tmp_path, tail, message):
 def test_a_deeply_nested_item_is_an_error_not_a_memory_spike(tmp_path):
     path = tmp_path / "endsong_1.json"
     path.write_bytes(b"[" + b"[" * 200_000 + b"]" * 200_000 + b"]")
-    started = time.monotonic()
     tracemalloc.start()
     try:
         items = list(spotify.ExtendedReader(path))
@@ -360,7 +359,7 @@ def test_a_deeply_nested_item_is_an_error_not_a_memory_spike(tmp_path):
     finally:
         tracemalloc.stop()
     assert isinstance(items[0][1], FileError) and "nested too deeply" in str(items[0][1])
-    assert peak < 20 * 2**20 and time.monotonic() - started < 5
+    assert peak < 20 * 2**20
 
 
 def test_an_item_larger_than_the_limit_is_a_file_error(tmp_path):

