@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from modules.db import db
-from modules.importers import upload_group
-from modules.jobs import lifecycle
+from modules.jobs import lifecycle, upload_group
+from modules.jobs import owner as owners
 from modules.models import Job, Listen
 from tests.conftest import make_app, upload
 from tests.test_streams_server import generated_csv
@@ -113,7 +113,7 @@ def test_a_group_upload_equals_the_same_upload_in_one_process(tmp_path, migrated
     save = next(s for s in snap["steps"] if s["id"] == "save")
     assert [s["status"] for s in save["substeps"]] == ["completed", "completed", "error"]
     assert {e["file"] for e in snap["errors_sample"]} == {"two.csv", "cut.json"}
-    me = lifecycle._owner()
+    me = owners.current()
     assert [checkpoint["files"][str(i)]["ran_by"] for i in range(3)] == [[me]] * 3
     errors_csv = app.test_client().get(f"/api/v1/jobs/{job_id}/errors.csv").get_data(as_text=True)
     assert errors_csv.splitlines()[0] == "file,line,error" and "two.csv,501," in errors_csv

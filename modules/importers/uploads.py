@@ -125,10 +125,9 @@ def import_uploaded_files(ctx):
         if "failed" in f:
             tracker.start_substep("save", f"save-{i}", f["name"])
             tracker.skip_substep("save", f"save-{i}", "not read")
-    from . import upload_group  # it builds on this module's helpers
-
-    if upload_group.wanted(ctx, readable):  # JOB_RUNNER=celery: a Celery group, a task per file
-        parts = upload_group.save_as_group(ctx, state, files, readable)
+    elsewhere = getattr(ctx, "save_files_elsewhere", None)  # JOB_RUNNER=celery: a Celery group (jobs/)
+    parts = elsewhere(ctx, state, files, readable) if elsewhere is not None else None
+    if parts is not None:
         state["files"] = parts
         state["new_albums"] = sum(p.get("new_albums", 0) for p in parts.values())
         for i in readable:

@@ -20,7 +20,7 @@ import threading
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-from . import lifecycle
+from . import lifecycle, upload_group
 from . import owner as owners
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,20 @@ PART_TASK_NAME = "sillon.upload_part"
 
 @celery.task(name=PART_TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_upload_part(job_id, index, file):
-    """One file of a multi-file upload (a member of the upload's Celery group: importers/upload_group)."""
-    from ..importers.upload_group import run_part
+    """One file of a multi-file upload (a member of the upload's Celery group: jobs/upload_group)."""
+    return upload_group.run_part(flask_app(), job_id, index, file)
 
-    return run_part(flask_app(), job_id, index, file)
+
+def _send_parts(job_id, payloads):
+    from celery import group
+
+    queue = lifecycle.settings()["CELERY_QUEUE"]
+    group(run_upload_part.s(job_id, i, payload) for i, payload in payloads.items()).apply_async(queue=queue)
+
+
+def _save_files_as_group(ctx, state, files, readable):
+    return upload_group.save_as_group(ctx, state, files, readable, send=_send_parts)
+
+
+# Uploads of several files run by a job of this runner save them as a Celery group (jobs/upload_group).
+lifecycle.save_files_with(_save_files_as_group, upload_group.wanted)

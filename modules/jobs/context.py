@@ -32,7 +32,8 @@ CHECK_SECONDS = 0.05
 
 
 class JobContext:
-    def __init__(self, job_id, kind, params, tracker, checkpoint, settings, store=None, generation=None, run=None):
+    def __init__(self, job_id, kind, params, tracker, checkpoint, settings, store=None, generation=None, run=None,
+                 save_files_elsewhere=None):
         self.job_id = job_id
         self.kind = kind
         self.params = params or {}
@@ -44,6 +45,9 @@ class JobContext:
         # The generation this runner was handed (lifecycle.py); None: no ownership checks (tests' own contexts).
         self.generation = generation
         self.run = run
+        # An upload's files saved by other runners (a Celery group): save(ctx, state, files, readable)
+        # returns the parts' checkpoint entries, or None to save them in this thread (lifecycle.py).
+        self.save_files_elsewhere = save_files_elsewhere
         self._started_from = self.checkpoint
         self._looked = 0.0
         # Taken now: check() is also called from an import's fetch threads, outside the app context.

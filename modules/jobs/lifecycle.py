@@ -81,9 +81,27 @@ def runs_here(job_id):
         return job_id in _local
 
 
-# Kept for importers/upload_group.py until branch `pkg` moves it into jobs/ (tests/test_layers.py).
-_owner = owners.current
-_pid_alive = owners.pid_alive
+# How an upload's files are saved elsewhere than in the job's own thread: celery_app registers the
+# Celery group (jobs/upload_group.py) with the test of when it applies; None: always in this thread.
+_files_elsewhere = None
+
+
+def save_files_with(save, applies):
+    """Register `save(ctx, state, files, readable)`, used when `applies(settings, readable)`."""
+    global _files_elsewhere
+    _files_elsewhere = (save, applies)
+
+
+def _files_saver():
+    """For a job's context: save(ctx, state, files, readable), or None when nothing is registered."""
+    if _files_elsewhere is None:
+        return None
+    save, applies = _files_elsewhere
+    current = settings()
+
+    def saver(ctx, state, files, readable):
+        return save(ctx, state, files, readable) if applies(current, readable) else None
+    return saver
 
 
 def new_tracker(job_id, kind, initial_version=0, publish=None):
@@ -255,7 +273,7 @@ def _execute(run):
         run.tracker = new_tracker(job_id, job.kind, previous["version"] if previous else 0, publish=run.publish)
     tracker = run.tracker
     ctx = JobContext(job_id, job.kind, dict(job.params or {}), tracker, job.checkpoint, settings(),
-                     store=store(), generation=generation, run=run)
+                     store=store(), generation=generation, run=run, save_files_elsewhere=_files_saver())
     db.session.remove()  # the job code opens its own transactions; hold no connection meanwhile
     ensure_heartbeat(current_app._get_current_object())
     tracker.start("Starting")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import uuid
 
@@ -41,9 +40,13 @@ import sqlalchemy as sa
 from flask_jobprogress import RUNNING, GroupFollower, PartReport
 
 from ..db import db
+from ..importers import uploads
+from ..importers.listens import IdCache
 from ..models import Job
 from ..sources.exports import formats
-from . import uploads
+from . import owner as owners
+from .lifecycle import settings as app_settings
+from .lifecycle import store as progress_store
 
 log = logging.getLogger(__name__)
 GROUP_PREFIX = "sillon:upload-group"  # the group counters' hash: "<prefix>:<job id>" (and ":errors")
@@ -75,9 +78,9 @@ class PartStopped(Exception):
     """This runner must stop: the job was cancelled or ended, or another runner has the part."""
 
 
-def wanted(ctx, readable):
-    """Whether this upload's save step runs as a Celery group."""
-    return ctx.settings["JOB_RUNNER"] == "celery" and len(readable) > 1
+def wanted(settings, readable):
+    """Whether an upload's save step runs as a Celery group: under JOB_RUNNER=celery, several files."""
+    return settings["JOB_RUNNER"] == "celery" and len(readable) > 1
 
 
 def _redis(settings):
@@ -130,12 +133,8 @@ class Claim:
 
 
 def _holder_dead(holder):
-    from ..jobs.lifecycle import _pid_alive
-
-    owner = holder.split("|", 1)[0]
-    host, _, pid = owner.rpartition(":")
-    host = host.split("@", 1)[-1]
-    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+    """A claim's holder ("<owner string>|<token>") is a process of this host that no longer runs."""
+    return owners.dead_here(holder.split("|", 1)[0])
 
 
 # --- the part's side ------------------------------------------------------------------------
@@ -161,14 +160,9 @@ def run_part(app, job_id, index, file):
 
 
 def _run_part(job_id, index, file):
-    from ..jobs.lifecycle import _owner
-    from ..jobs.lifecycle import settings as app_settings
-    from ..jobs.lifecycle import store as progress_store
-    from .listens import IdCache
-
     settings = app_settings()
     client = _redis(settings)
-    claim = Claim(client, job_id, index, _owner(), settings["JOB_STALE_SECONDS"])
+    claim = Claim(client, job_id, index, owners.current(), settings["JOB_STALE_SECONDS"])
     if not claim.take():
         return "busy"
     errors = None
@@ -200,7 +194,7 @@ def _run_part(job_id, index, file):
                 counts, skips = uploads.write_batch(conn, job_id, f, batch, ids)
                 new = uploads.file_state(current[1], counts, rows_done)
                 new["new_albums"] = new.get("new_albums", 0) + counts["new_albums"]
-                new["ran_by"] = sorted(set(new.get("ran_by", [])) | {_owner()})
+                new["ran_by"] = sorted(set(new.get("ran_by", [])) | {owners.current()})
                 _put_part(conn, job_id, current[0], index, new)
             state["part"] = new
             uploads.announce_batch(ctx.store, f, counts)
@@ -210,7 +204,7 @@ def _run_part(job_id, index, file):
         with db.engine.begin() as conn:
             checkpoint, current = _check(conn, job_id, index, state["part"])
             final = {**current, "status": "failed" if broken else "done",
-                     "ran_by": sorted(set(current.get("ran_by", [])) | {_owner()})}
+                     "ran_by": sorted(set(current.get("ran_by", [])) | {owners.current()})}
             if broken:
                 final["failed"] = uploads.broken_message(broken, current)
             _put_part(conn, job_id, checkpoint, index, final)
@@ -245,10 +239,11 @@ def group_follower(client, job_id, tracker):
     return GroupFollower(client, job_id, tracker, prefix=GROUP_PREFIX, poll_seconds=GROUP_POLL_SECONDS)
 
 
-def save_as_group(ctx, state, files, readable):
-    """The save step as a Celery group (see module doc); returns the parts' checkpoint entries."""
-    from ..jobs import celery_app
+def save_as_group(ctx, state, files, readable, send):
+    """The save step as a Celery group (see module doc); returns the parts' checkpoint entries.
 
+    `send(job_id, payloads)` sends one part task per {index: payload} (celery_app does, as one group).
+    """
     tracker, job_id = ctx.tracker, ctx.job_id
     client = _redis(ctx.settings)
     with db.engine.begin() as conn:  # what was unpacked, for a parent that takes over later
@@ -268,10 +263,7 @@ def save_as_group(ctx, state, files, readable):
     payloads = {i: {"path": files[i]["path"], "name": files[i]["name"]} for i in readable}
     pending = [i for i in readable if parts.get(str(i), {}).get("status") not in FINAL]
     if pending:
-        from celery import group
-
-        group(celery_app.run_upload_part.s(job_id, i, payloads[i]) for i in pending).apply_async(
-            queue=ctx.settings["CELERY_QUEUE"])
+        send(job_id, {i: payloads[i] for i in pending})
     follower.start()
     app = _current_app()
     try:
