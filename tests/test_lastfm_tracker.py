@@ -100,7 +100,9 @@ def test_tracker_catches_up_shows_now_playing_stops_and_catches_up_again(new_app
     asked = fm.recent_requests(mark)
     assert asked and all(newest - 1 <= int(p["from"]) <= newest and "to" not in p for p in asked)
 
-    polls, asked = job(client, job_id)["counters"]["polls"], fm.count("user.getRecentTracks")
+    # The job's snapshot is published on its own timer: wait for the poll to be in it.
+    polls = wait_until(lambda: job(client, job_id)["counters"].get("polls"), timeout=15, every=0.02)
+    asked = fm.count("user.getRecentTracks")
     stop_and_wait(client, job_id)
     # It stopped inside its 120 s wait: no poll after the stop, none asked of Last.fm.
     assert job(client, job_id)["counters"]["polls"] == polls and fm.count("user.getRecentTracks") == asked
