@@ -28,6 +28,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from modules.jobs import owner as owners  # noqa: E402 - after sys.path
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
@@ -91,7 +92,7 @@ class PostgresDatabases:
                 r"SELECT datname FROM pg_database WHERE datname LIKE 'sillon\_t%%\_%%'").scalars().all()
         for name in names:
             pid = name[len("sillon_t"):].split("_", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not owners.pid_alive(int(pid)):
                 self.drop(name)
 
     def create_template(self):
@@ -143,16 +144,6 @@ class PostgresDatabases:
             self.drop(self.template)
         if self._admin is not None:
             self._admin.dispose()
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 POSTGRES = PostgresDatabases(POSTGRES_URL) if POSTGRES_URL else None
