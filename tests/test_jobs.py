@@ -107,7 +107,31 @@ def test_stale_heartbeat_from_another_host_is_continued_here(app, client):
     assert wait_for_job(app, job_id)["status"] == "completed"
     assert job_row(app, job_id).takeovers[0]["from"] == "elsewhere:1"
     page = client.get(f"/progress/{job_id}").get_data(as_text=True)
-    assert "server process on elsewhere (pid 1) stopped; continued by server process on" in page
+    assert "Server process on elsewhere (pid 1) stopped; continued by server process on" in page
+
+
+def test_takeovers_read_in_the_pages_language(app, client):
+    """The job page and the jobs history word each takeover in English or French, numbers and step too."""
+    job_id = "feed" * 8
+    now = time.time()
+    takeovers = [{"from": "elsewhere:12", "to": "celery@there:14", "done": 5200, "total": 20000, "step": "save"},
+                 {"from": "celery@there:14", "to": None, "done": None}]
+    with app.app_context():
+        db.session.add(Job(id=job_id, kind="upload_import", status="interrupted", params={}, owner=None,
+                           created_at=now, started_at=now, finished_at=now + 1, takeovers=takeovers))
+        db.session.commit()
+    english = ("Server process on elsewhere (pid 12) stopped at 5,200 of 20,000 (Save); "
+               "continued by Celery worker on there (pid 14)")
+    for path in (f"/progress/{job_id}", "/jobs"):
+        page = client.get(path).get_data(as_text=True)
+        assert english in page and "Celery worker on there (pid 14) stopped<" in page, path
+    client.set_cookie("lang", "fr")
+    french = ("Le processus serveur sur elsewhere (pid 12) s’est arrêté à 5\u202f200 sur 20\u202f000 (Enregistrer) ; "
+              "repris par le worker Celery sur there (pid 14)")
+    for path in (f"/progress/{job_id}", "/jobs"):
+        page = client.get(path).get_data(as_text=True)
+        assert french.replace("\u202f", "\xa0") in page.replace("\u202f", "\xa0"), path
+        assert "continued by" not in page and "Le worker Celery sur there (pid 14) s’est arrêté<" in page, path
 
 
 def test_a_beat_from_a_live_host_is_left_alone(app, client):

@@ -78,7 +78,7 @@ def test_every_step_the_jobs_declare_has_a_translatable_name():
     from modules.web.js_strings import STEP_NAMES
 
     declared = {name for kind in KINDS.values() for _id, name, _weight in kind.steps} | {n for _id, n in PROVIDERS}
-    assert declared - set(STEP_NAMES) == set(), "add these step names to modules/web/js_strings.py STEP_NAMES"
+    assert declared - set(STEP_NAMES) == set(), "add these step names to modules/web/job_history.py STEP_NAMES"
 
 
 def test_french_step_names_reach_the_scripts(client):

@@ -122,20 +122,6 @@ def take_over(job_id, generation, now):
 lifecycle.set_reaper(reap)
 
 
-def takeover_lines(takeovers):
-    """One sentence per takeover, for the job page and the jobs history."""
-    lines = []
-    for t in takeovers or []:
-        where = ""
-        if t.get("done") is not None:
-            where = f" at {t['done']:,}" + (f" of {t['total']:,}" if t.get("total") else "")
-            if t.get("step"):
-                where += f" ({t['step']})"
-        then = f"; continued by {owners.label(t['to'])}" if t.get("to") else ""
-        lines.append(f"{owners.label(t.get('from'))} stopped{where}{then}")
-    return lines
-
-
 # --- the timer ---------------------------------------------------------------------------
 _timers = {}
 _timers_lock = threading.Lock()

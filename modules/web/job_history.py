@@ -7,12 +7,14 @@ import math
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import format_decimal
 from flask_jobprogress import FINAL_STATUSES
 
 from ..db import db
 from ..jobs import KINDS, job_snapshot
-from ..jobs.reaper import takeover_lines
+from ..jobs import owner as owners
 from ..models import Job, utc_iso
+from .i18n import gettext as _
 from .i18n import lazy_gettext as _l
 
 PAGE_SIZE = 25
@@ -28,6 +30,26 @@ KIND_LABELS = {
 STATUS_LABELS = {
     "queued": _l("queued"), "running": _l("running"), "completed": _l("completed"), "error": _l("error"),
     "cancelled": _l("cancelled"), "interrupted": _l("interrupted"),
+}
+# Step and provider names as the importers declare them (modules/importers/*.py STEPS, PROVIDERS),
+# keyed by their English name: the scripts show the translation when there is one.
+STEP_NAMES = {
+    "Prepare": _l("Prepare"),
+    "Send updates": _l("Send updates"),
+    "Finish": _l("Finish"),
+    "Connect to Discogs": _l("Connect to Discogs"),
+    "Read the collection": _l("Read the collection"),
+    "Choose albums": _l("Choose albums"),
+    "Enrich albums": _l("Enrich albums"),
+    "Connect to Last.fm": _l("Connect to Last.fm"),
+    "Count listens": _l("Count listens"),
+    "Fetch and save batches": _l("Fetch and save batches"),
+    "Follow new listens": _l("Follow new listens"),
+    "Read files": _l("Read files"),
+    "Save": _l("Save"),
+    "Spotify images and links": _l("Spotify images and links"),
+    "Last.fm covers": _l("Last.fm covers"),
+    "AI descriptions": _l("AI descriptions"),
 }
 # What each kind calls the rows it brought in.
 IMPORTED_KEYS = ("imported", "added", "enriched", "updates")
@@ -64,14 +86,58 @@ def _row(job, store):
     return {"id": job.id, "kind": job.kind, "kind_label": kind_label(job.kind), "status": job.status,
             "status_label": status_label(job.status), "started_at": utc_iso(job.started_at or job.created_at),
             "duration": duration_parts(duration) if duration is not None else None,
-            "duration_seconds": duration, "message": job.message, "takeovers": takeover_lines(job.takeovers),
+            "duration_seconds": duration, "message": job.message, "takeovers": takeover_lines(job.takeovers, job.kind),
             **counts(job.result, counters)}
+
+
+def owner_label(owner):
+    """How a page names a job's runner, in the page's language."""
+    parsed = owners.parse(owner)
+    if parsed is None:
+        return _("the broker")
+    if parsed.pid is None:
+        return (_("Celery worker on %(host)s", host=parsed.host) if parsed.celery
+                else _("server process on %(host)s", host=parsed.host))
+    if parsed.celery:
+        return _("Celery worker on %(host)s (pid %(pid)s)", host=parsed.host, pid=parsed.pid)
+    return _("server process on %(host)s (pid %(pid)s)", host=parsed.host, pid=parsed.pid)
+
+
+def takeover_lines(takeovers, kind=None):
+    """One sentence per takeover, for the job page and the jobs history: "Server process on h (pid 12)
+    stopped at 5,200 of 20,000 (Save listens); continued by Celery worker on h (pid 14)"."""
+    lines = []
+    for t in takeovers or []:
+        words = {"who": owner_label(t.get("from")), "step": _step_name(kind, t.get("step"))}
+        if t.get("done") is None:
+            line = _("%(who)s stopped", **words)
+        elif t.get("total"):
+            words.update(done=format_decimal(t["done"]), total=format_decimal(t["total"]))
+            line = (_("%(who)s stopped at %(done)s of %(total)s (%(step)s)", **words) if words["step"]
+                    else _("%(who)s stopped at %(done)s of %(total)s", **words))
+        else:
+            words.update(done=format_decimal(t["done"]))
+            line = (_("%(who)s stopped at %(done)s (%(step)s)", **words) if words["step"]
+                    else _("%(who)s stopped at %(done)s", **words))
+        if t.get("to"):
+            line = _("%(stopped)s; continued by %(who)s", stopped=line, who=owner_label(t["to"]))
+        lines.append(line[:1].upper() + line[1:])
+    return lines
+
+
+def _step_name(kind, step_id):
+    """The translated name of a kind's step, from the id a takeover recorded."""
+    if not step_id:
+        return None
+    spec = KINDS.get(kind)
+    name = next((n for i, n, _w in (spec.steps if spec else ()) if i == step_id), step_id)
+    return str(STEP_NAMES.get(name, name))
 
 
 def takeovers_of(job_id):
     """The job's takeovers, one sentence each ("... stopped at 5,200 of 20,000 (save); continued by ...")."""
-    takeovers = db.session.execute(sa.select(Job.takeovers).where(Job.id == job_id)).scalar()
-    return takeover_lines(takeovers)
+    row = db.session.execute(sa.select(Job.takeovers, Job.kind).where(Job.id == job_id)).first()
+    return takeover_lines(row.takeovers, row.kind) if row else []
 
 
 def history(page=1, kind=None, status=None, page_size=PAGE_SIZE):

@@ -4,7 +4,7 @@ its own beyond a fallback."""
 from __future__ import annotations
 
 from .i18n import lazy_gettext as _l
-from .job_history import STATUS_LABELS
+from .job_history import STATUS_LABELS, STEP_NAMES
 
 STRINGS = {
     "duration.hours": _l("%(h)s h %(m)s min"),
@@ -35,28 +35,6 @@ STRINGS = {
     "tracker.stopped": _l("stopped"),
     "tracker.interval_saved": _l("Interval saved: every %(seconds)s s."),
 }
-
-# Step and provider names as the importers declare them (modules/importers/*.py STEPS, PROVIDERS),
-# keyed by their English name: the scripts show the translation when there is one.
-STEP_NAMES = {
-    "Prepare": _l("Prepare"),
-    "Send updates": _l("Send updates"),
-    "Finish": _l("Finish"),
-    "Connect to Discogs": _l("Connect to Discogs"),
-    "Read the collection": _l("Read the collection"),
-    "Choose albums": _l("Choose albums"),
-    "Enrich albums": _l("Enrich albums"),
-    "Connect to Last.fm": _l("Connect to Last.fm"),
-    "Count listens": _l("Count listens"),
-    "Fetch and save batches": _l("Fetch and save batches"),
-    "Follow new listens": _l("Follow new listens"),
-    "Read files": _l("Read files"),
-    "Save": _l("Save"),
-    "Spotify images and links": _l("Spotify images and links"),
-    "Last.fm covers": _l("Last.fm covers"),
-    "AI descriptions": _l("AI descriptions"),
-}
-
 
 def translated():
     """Every string in the current locale, keyed for static/js."""
