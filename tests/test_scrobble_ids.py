@@ -81,8 +81,11 @@ def test_a_listen_of_a_known_track_looks_up_no_name(app):
     # The same track again: no name looked up at all, and the listen and its summaries written.
     assert not again.touching("artists", "albums", "tracks")
     assert len(again.touching("listens")) == 2  # the same-play check and the insert
-    assert [s.split()[2] for s in again.touching("listen_counts", "artist_plays", "album_plays", "track_plays")] == [
-        "listen_counts", "artist_plays", "album_plays", "track_plays"]
+    summaries = again.touching("listen_counts", "artist_plays", "album_plays", "track_plays")
+    # One upsert per summary table; on PostgreSQL, the four in one statement (one round trip).
+    assert len(summaries) == (1 if engine.dialect.name == "postgresql" else 4)
+    assert all(f"INSERT INTO {t} " in " ".join(summaries)
+               for t in ("listen_counts", "artist_plays", "album_plays", "track_plays"))
     assert [r[1:] for r in stored(app)] == [("Massive Attack", "Teardrop", "Mezzanine"),
                                             ("Massive Attack", "Angel", "Mezzanine"),
                                             ("Massive Attack", "Teardrop", "Mezzanine")]
