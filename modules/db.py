@@ -129,16 +129,26 @@ def insert_ignoring_conflicts(conn, table, rows, returning=None):
     """
     if not rows:
         return []
-    dialect = conn.dialect.name
+    own = returning is None or all(isinstance(c, sa.Column) and c.table is table for c in returning)
+    if own:  # built once per table and RETURNING list: building it again cost more than a one-row insert
+        names = tuple(c.key for c in returning) if returning is not None else None
+        stmt = _insert_ignoring(conn.dialect.name, table, names)
+    else:
+        stmt = _insert_ignoring.__wrapped__(conn.dialect.name, table, None).returning(*returning)
+    # An executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from a
+    # cached statement, instead of compiling a new one for every batch of rows.
+    if returning is not None:
+        return conn.execute(stmt, rows).all()
+    conn.execute(stmt, rows)
+    return []
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_ignoring(dialect, table, returning):
     if dialect == "sqlite":
         stmt = sqlite.insert(table).on_conflict_do_nothing()
     elif dialect == "postgresql":
         stmt = postgresql.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    # An executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from a
-    # cached statement, instead of compiling a new one for every batch of rows.
-    if returning is not None:
-        return conn.execute(stmt.returning(*returning), rows).all()
-    conn.execute(stmt, rows)
-    return []
+    return stmt.returning(*(table.c[name] for name in returning)) if returning is not None else stmt

@@ -14,9 +14,12 @@ The topic is random per database: a Redis store shared by several databases neve
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import secrets
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -43,12 +46,20 @@ def _ensure_row(conn):
                                               "version": 0}])
 
 
+# Sent as plain SQL (the same on SQLite and PostgreSQL): every write of listens starts with it, and
+# building and compiling the statement through SQLAlchemy cost ten times the database's work.
+_CLAIM_SQL = f"UPDATE listen_feed SET version = version + 1 WHERE id = {FEED_ROW} RETURNING topic, version"
+
+
 def claim(conn, **values):
     """Bump the version in the caller's transaction (taking the row's lock until it ends)."""
     for _attempt in range(2):
-        row = conn.execute(feed_t.update().where(feed_t.c.id == FEED_ROW)
-                           .values(version=feed_t.c.version + 1, **values)
-                           .returning(feed_t.c.topic, feed_t.c.version)).first()
+        if values:
+            row = conn.execute(feed_t.update().where(feed_t.c.id == FEED_ROW)
+                               .values(version=feed_t.c.version + 1, **values)
+                               .returning(feed_t.c.topic, feed_t.c.version)).first()
+        else:
+            row = conn.exec_driver_sql(_CLAIM_SQL).first()
         if row is not None:
             return FeedStamp(row[0], row[1])
         _ensure_row(conn)
@@ -101,3 +112,76 @@ def announce(store, stamp, **details):
                        "updated_at": time.time(), **details})
     except Exception:  # noqa: BLE001 - the store being down must not fail a write that committed
         log.warning("could not announce new listens to the progress store", exc_info=True)
+
+
+class Announcer:
+    """Announces stamps from a thread of its own, so a request answers without waiting for the store.
+
+    The store's publish is a write of its own (a second transaction with the database store, a
+    round trip with Redis): a scrobble's answer need not wait for it. The latest stamp of a topic
+    wins, as in the store itself (it keeps one snapshot per topic); `imported` adds up, so news of
+    several quick listens reads as one event. The thread stops when idle and starts again on demand;
+    what is still pending when the process exits is published then.
+    """
+
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, store):
+        self._store = weakref.ref(store)  # the registry below must not keep a store alive
+        self._pending = {}  # topic -> (stamp, details)
+        self._wake = threading.Condition()
+        self._thread = None
+
+    def announce(self, stamp, **details):
+        if stamp is None:
+            return
+        with self._wake:
+            earlier = self._pending.get(stamp.topic)
+            if earlier is not None:
+                imported = earlier[1].get("imported", 0) + details.get("imported", 0)
+                if earlier[0].version > stamp.version:
+                    stamp, details = earlier
+                if imported:
+                    details = {**details, "imported": imported}
+            self._pending[stamp.topic] = (stamp, details)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="listen-feed-announcer", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def flush(self):
+        """Publish what is pending now, in the caller's thread."""
+        with self._wake:
+            pending, self._pending = self._pending, {}
+        store = self._store()
+        for stamp, details in pending.values():
+            announce(store, stamp, **details)
+
+    def _run(self):
+        while True:
+            with self._wake:
+                if not self._pending and not self._wake.wait_for(lambda: self._pending, self.IDLE_SECONDS):
+                    self._thread = None  # idle: the next announce starts another
+                    return
+            self.flush()
+
+
+_announcers = weakref.WeakKeyDictionary()  # store -> its Announcer
+_announcers_lock = threading.Lock()
+
+
+def announce_soon(store, stamp, **details):
+    """`announce`, from the store's announcer thread: the caller does not wait for the store."""
+    if stamp is None or store is None:
+        return
+    with _announcers_lock:
+        announcer = _announcers.get(store)
+        if announcer is None:
+            announcer = _announcers[store] = Announcer(store)
+    announcer.announce(stamp, **details)
+
+
+@atexit.register
+def _flush_at_exit():
+    for announcer in list(_announcers.values()):
+        announcer.flush()

@@ -13,9 +13,9 @@ repeats stay separate.
 """
 from __future__ import annotations
 
+import threading
+from collections import ChainMap
 from dataclasses import dataclass
-
-import sqlalchemy as sa
 
 from ..db import insert_ignoring_conflicts
 from ..models import Album, Artist, Listen, Track
@@ -54,16 +54,23 @@ def _family(source):
     return next((sorted(f) for f in FAMILIES if source in f), [source])
 
 
+def _placeholders(conn, n):
+    return ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * n)
+
+
 def _drop_cross_source_duplicates(conn, unique, source, result):
     """Remove from `unique` the plays already stored from another source (see the module doc)."""
     times = [k[0] for k in unique]
     lo, hi = min(times) - MAX_WINDOW, max(times) + MAX_WINDOW
     pairs = {(k[1], k[2]) for k in unique}
     stored = {}
-    # The played_at index narrows it to the batch's time span; the pairs are matched here.
-    rows = conn.execute(
-        sa.select(listens_t.c.played_at, listens_t.c.artist_key, listens_t.c.title_key)
-        .where(listens_t.c.played_at.between(lo, hi), listens_t.c.source.not_in(_family(source))))
+    # The played_at index narrows it to the batch's time span; the pairs are matched here. Plain
+    # SQL, as in summaries: it runs for every listen a client sends, and SQLAlchemy's building of
+    # the statement cost several times the database's work.
+    family = _family(source)
+    rows = conn.exec_driver_sql(
+        f"SELECT played_at, artist_key, title_key FROM listens WHERE played_at BETWEEN {_placeholders(conn, 1)} "
+        f"AND {_placeholders(conn, 1)} AND source NOT IN ({_placeholders(conn, len(family))})", (lo, hi, *family))
     for played_at, akey, tkey in rows:
         if (akey, tkey) in pairs:
             stored.setdefault((akey, tkey), []).append(played_at)
@@ -89,52 +96,115 @@ class IdCache:
     def for_table(self, table):
         return self.by_table.setdefault(table.name, {})
 
+    def use_database(self, topic):
+        """write_plays names the database (its listen feed's topic): a job's cache serves one."""
 
-def _ensure(conn, table, key_cols, rows_by_key, cache=None):
+
+class KnownIds:
+    """Ids of artists, albums and tracks committed in the databases one app writes to, for writers
+    that come and go (the scrobbling API: one listen per request), so a listen of a known track
+    asks the database about none of them.
+
+    Each transaction takes its own view (`transaction()`): what it finds or creates joins the shared
+    ids only once it has committed (`commit()`), so a rollback leaves no id of a row that is not
+    there. Ids are kept per listen feed topic, random per database, so another database behind the
+    same app (a restore) never gets this one's ids; a listen refused for a foreign key all the same
+    makes the caller `forget()` and try once more. Nothing in the app deletes these rows.
+    """
+
+    MAX_PER_TABLE = 200_000  # a whole library is a few tens of thousands; past it, start again
+
+    def __init__(self):
+        self._by_topic = {}
+        self._lock = threading.Lock()
+
+    def transaction(self):
+        return _TransactionIds(self)
+
+    def forget(self):
+        with self._lock:
+            self._by_topic = {}
+
+    def _tables(self, topic):
+        with self._lock:
+            return self._by_topic.setdefault(topic, {})
+
+    def _commit(self, topic, found):
+        with self._lock:
+            tables = self._by_topic.setdefault(topic, {})
+            for name, ids in found.items():
+                known = tables.setdefault(name, {})
+                if len(known) + len(ids) > self.MAX_PER_TABLE:
+                    known.clear()
+                known.update(ids)
+
+
+class _TransactionIds:
+    """One transaction's view of KnownIds: the shared ids, and what this transaction found."""
+
+    def __init__(self, owner):
+        self.owner, self.topic, self.shared, self.found = owner, None, {}, {}
+
+    def use_database(self, topic):
+        self.topic, self.shared = topic, self.owner._tables(topic)
+
+    def for_table(self, table):
+        return ChainMap(self.found.setdefault(table.name, {}), self.shared.get(table.name, {}))
+
+    def commit(self):
+        """The transaction committed: what it found is true for everyone from now on."""
+        if self.topic is not None and any(self.found.values()):
+            self.owner._commit(self.topic, self.found)
+
+
+def _ensure(conn, table, key_cols, rows_by_key, cache=None, missing=frozenset()):
     """Ids for every key in `rows_by_key` ({key tuple: row}), inserting the missing rows.
 
-    Returns ({key: id}, rows created). Two-column keys are looked up with one IN per column and
+    Returns ({key: id}, keys created). Two-column keys are looked up with one IN per column and
     matched here (SQLite probes its index for each pair of values instead of scanning it whole);
-    keys already in the job's `cache` are not asked about at all.
+    keys already in the job's `cache` are not asked about at all, nor are those in `missing` (rows
+    of an artist created in this same transaction, which cannot exist yet): they are inserted.
     """
     if not rows_by_key:
-        return {}, 0
+        return {}, set()
     known = cache.for_table(table) if cache is not None else {}
     ids = {k: known[k] for k in rows_by_key if k in known}
     if len(ids) == len(rows_by_key):
-        return ids, 0
+        return ids, set()
     rows_by_key = {k: v for k, v in rows_by_key.items() if k not in ids}
-    found, created = _ensure_in_database(conn, table, key_cols, rows_by_key)
+    found, created = _ensure_in_database(conn, table, key_cols, rows_by_key, missing)
     if cache is not None:
         known.update(found)
     ids.update(found)
     return ids, created
 
 
-def _ensure_in_database(conn, table, key_cols, rows_by_key):
-    cols = [table.c[c] for c in key_cols]
-
+def _ensure_in_database(conn, table, key_cols, rows_by_key, missing=frozenset()):
     def lookup(keys):
         keys = list(keys)
         found = {}
         for start in range(0, len(keys), 400):  # keeps SQLite's bound-parameter count small
             chunk = keys[start:start + 400]
             wanted = set(chunk)
-            where = sa.and_(*(col.in_({k[i] for k in chunk}) for i, col in enumerate(cols)))
-            for row in conn.execute(sa.select(table.c.id, *cols).where(where)):
+            # Plain SQL (table and column names are this module's own): what it costs through
+            # SQLAlchemy (an IN list built and compiled afresh each time) outweighed the lookup.
+            values = [sorted({k[i] for k in chunk}) for i in range(len(key_cols))]
+            where = " AND ".join(f"{c} IN ({_placeholders(conn, len(v))})" for c, v in zip(key_cols, values, strict=True))
+            sql = f"SELECT id, {', '.join(key_cols)} FROM {table.name} WHERE {where}"
+            for row in conn.exec_driver_sql(sql, tuple(v for column in values for v in column)):
                 key = tuple(row[1:])
                 if key in wanted:
                     found[key] = row[0]
         return found
 
-    ids = lookup(rows_by_key)
-    missing = [rows_by_key[k] for k in rows_by_key if k not in ids]
-    created = 0
-    if missing:
-        inserted = insert_ignoring_conflicts(conn, table, missing, returning=[table.c.id, *cols])
-        created = len(inserted)
+    ids = lookup(k for k in rows_by_key if k not in missing)
+    absent = [rows_by_key[k] for k in rows_by_key if k not in ids]
+    created = set()
+    if absent:
+        inserted = insert_ignoring_conflicts(conn, table, absent, returning=[table.c.id, *(table.c[c] for c in key_cols)])
         for row in inserted:
             ids[tuple(row[1:])] = row[0]
+            created.add(tuple(row[1:]))
         raced = [k for k in rows_by_key if k not in ids]  # inserted by another writer meanwhile
         if raced:
             ids.update(lookup(raced))
@@ -144,12 +214,15 @@ def _ensure_in_database(conn, table, key_cols, rows_by_key):
 def write_plays(conn, plays, source, job_id=None, cache=None):
     """Store a batch of plays (objects with played_at, artist, album, title, and optionally
     duration_ms, image_url and additional_info) in the caller's transaction. `cache`: the job's
-    IdCache. After the commit, the caller passes `result.feed` to listen_feed.announce."""
+    IdCache, or a KnownIds transaction. After the commit, the caller passes `result.feed` to
+    listen_feed.announce."""
     result = BatchResult()
     if not plays:
         return result
     # First: the feed's row lock orders this batch after every other writer's (listen_feed).
     result.feed = listen_feed.claim(conn)
+    if cache is not None:
+        cache.use_database(result.feed.topic)
     unique = {}
     for p in plays:
         key = (p.played_at, name_key(p.artist), name_key(p.title))
@@ -165,7 +238,8 @@ def write_plays(conn, plays, source, job_id=None, cache=None):
     artist_rows = {}
     for (_, akey, _), p in unique.items():
         artist_rows.setdefault((akey,), {"name": p.artist, "name_key": akey})
-    artist_ids, _ = _ensure(conn, artists_t, ["name_key"], artist_rows, cache)
+    artist_ids, new_artists = _ensure(conn, artists_t, ["name_key"], artist_rows, cache)
+    new_artist_ids = {artist_ids[k] for k in new_artists}
 
     album_rows, track_rows = {}, {}
     for (_, akey, tkey), p in unique.items():
@@ -176,8 +250,11 @@ def write_plays(conn, plays, source, job_id=None, cache=None):
                                                       "needs_enrichment": True,
                                                       "image_url": getattr(p, "image_url", None)})
         track_rows.setdefault((artist_id, tkey), {"artist_id": artist_id, "title": p.title, "title_key": tkey})
-    album_ids, result.new_albums = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows, cache)
-    track_ids, _ = _ensure(conn, tracks_t, ["artist_id", "title_key"], track_rows, cache)
+    album_ids, new_albums = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows, cache,
+                                    missing={k for k in album_rows if k[0] in new_artist_ids})
+    result.new_albums = len(new_albums)
+    track_ids, _ = _ensure(conn, tracks_t, ["artist_id", "title_key"], track_rows, cache,
+                           missing={k for k in track_rows if k[0] in new_artist_ids})
 
     listen_rows = []
     for (played_at, akey, tkey), p in unique.items():
@@ -229,6 +306,7 @@ def ensure_albums(conn, albums, image_source=None):
             "artist_id": artist_id, "title": title, "title_key": name_key(title), "needs_enrichment": True,
             "image_url": image, "image_source": image_source if image else None})
     album_ids, created = _ensure(conn, albums_t, ["artist_id", "title_key"], album_rows)
+    created = len(created)
     by_names = {}
     for artist, title, _image in albums:
         akey, tkey = name_key(artist), name_key(title)

@@ -1,7 +1,8 @@
 """Listens sent by players and scrobblers (Sillon's ListenBrainz API), stored like every source's.
 
 They go through `write_plays` (one play, one listen across sources; a listen sent again adds
-nothing), each request in one transaction, then `listen_feed.announce` tells the open journals.
+nothing), each request in one transaction, then `listen_feed.announce_soon` tells the open journals
+(from a thread of its own: the answer does not wait for the progress store).
 An `import` (a client's backlog, up to 1,000 listens) is recorded as a finished job, so the jobs
 history shows what came in and from which client; single listens are not, so it is not cluttered.
 The track playing now is shown, never stored (listen_feed).
@@ -55,16 +56,20 @@ def _in_transaction(work):
     raise AssertionError("unreachable")
 
 
-def save_listens(scrobbles, *, store, client=None, record_import=False):
+def save_listens(scrobbles, *, store, client=None, record_import=False, known_ids=None):
     """Store `scrobbles` in one transaction; returns (BatchResult, job id or None).
 
     `record_import`: keep a finished job in the jobs history with the counts and the client.
+    `known_ids`: the app's KnownIds, so listens of known tracks look none of them up.
     """
     job_id = uuid.uuid4().hex if record_import else None
     started = time.time()
+    ids = None
 
     def work(conn):
-        outcome = write_plays(conn, scrobbles, SOURCE, job_id=job_id)
+        nonlocal ids
+        ids = known_ids.transaction() if known_ids is not None else None  # afresh for each attempt
+        outcome = write_plays(conn, scrobbles, SOURCE, job_id=job_id, cache=ids)
         if record_import:
             conn.execute(Job.__table__.insert().values(
                 id=job_id, kind=IMPORT_KIND, status="completed", active_kind=None,
@@ -73,9 +78,17 @@ def save_listens(scrobbles, *, store, client=None, record_import=False):
                 finished_at=time.time()))
         return outcome
 
-    outcome = _in_transaction(work)
-    if outcome.imported:
-        listen_feed.announce(store, outcome.feed, imported=outcome.imported, source=SOURCE, client=client)
+    try:
+        outcome = _in_transaction(work)
+    except sa.exc.IntegrityError:
+        if known_ids is None:
+            raise
+        known_ids.forget()  # an id kept from a database that is not this one any more: ask it again
+        outcome = _in_transaction(work)
+    if ids is not None:
+        ids.commit()
+    if outcome.imported:  # from the announcer's thread: the client's answer does not wait for it
+        listen_feed.announce_soon(store, outcome.feed, imported=outcome.imported, source=SOURCE, client=client)
     if record_import:
         _publish_finished_job(store, job_id, outcome, scrobbles, client)
     return outcome, job_id
@@ -88,7 +101,7 @@ def set_now_playing(scrobble, *, store, client=None):
              "additional_info": scrobble.additional_info or {}, "client": client, "since": now}
     seconds = scrobble.duration_ms / 1000 if scrobble.duration_ms else None
     stamp = _in_transaction(lambda conn: listen_feed.set_now_playing(conn, track, seconds, now=now))
-    listen_feed.announce(store, stamp, now_playing=True)
+    listen_feed.announce_soon(store, stamp, now_playing=True)
     return stamp
 
 

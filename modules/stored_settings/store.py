@@ -14,8 +14,13 @@ _settings = StoredSetting.__table__
 _version = SettingsVersion.__table__
 
 
+# Plain SQL: every request reads it (LiveSettings.refresh), and SQLAlchemy's building of the
+# statement cost several times the primary-key read itself.
+_READ_VERSION_SQL = f"SELECT version FROM settings_version WHERE id = {VERSION_ID}"
+
+
 def read_version(conn):
-    return conn.execute(sa.select(_version.c.version).where(_version.c.id == VERSION_ID)).scalar()
+    return conn.exec_driver_sql(_READ_VERSION_SQL).scalar()
 
 
 def read_rows(conn):

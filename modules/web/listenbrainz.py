@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..db import db
 from ..importers import listen_feed, scrobbles
+from ..importers.listens import KnownIds
 from ..models import Album, Artist, Listen, Track
 from .access import access, api_token
 from .listenbrainz_payload import MAX_PAYLOAD_SIZE, PayloadRefused, parse_submission
@@ -28,6 +29,12 @@ class LBError(Exception):
     def __init__(self, status, message):
         super().__init__(message)
         self.status, self.message = status, message
+
+
+@bp.record_once
+def _keep_known_ids(state):
+    # Ids of artists, albums and tracks already stored, for every submission this app receives.
+    state.app.extensions["sillon"]["scrobble_ids"] = KnownIds()
 
 
 @bp.errorhandler(LBError)
@@ -93,7 +100,8 @@ def submit_listens():
         if listen_type == "playing_now":
             scrobbles.set_now_playing(listens[0], store=store, client=client)
         else:
-            scrobbles.save_listens(listens, store=store, client=client, record_import=listen_type == "import")
+            scrobbles.save_listens(listens, store=store, client=client, record_import=listen_type == "import",
+                                   known_ids=current_app.extensions["sillon"]["scrobble_ids"])
     except scrobbles.DatabaseBusy as exc:
         raise LBError(503, f"Cannot store listens right now: {exc}. Nothing of this request was stored; "
                            "try again later.") from None
