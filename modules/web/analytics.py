@@ -309,7 +309,7 @@ def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
     if period.start is None and period.end is None:
         return _top_all_time(kind, limit, not_owned)
     if period.start is None or period.end is not None and period.end <= period.start:
-        return _top_direct(kind, period, limit, not_owned)  # not a period the page offers
+        return top_from_listens(kind, period, limit, not_owned)  # not a period the page offers
     if period.end is not None and not not_owned:  # a year: fixed bounds, the same until listens change
         return by_listens_version(("top", kind, period.start, period.end, limit),
                                   lambda: _top_period(kind, period, limit, not_owned))
@@ -334,7 +334,7 @@ def _top_period(kind, period, limit, not_owned):
         if len(rows) < fetch or rows[-1].plays < rows[limit - 1].plays:
             break
         if fetch > CANDIDATES:
-            return _top_direct(kind, period, limit, not_owned)  # many ties at the cut: the database sorts
+            return top_from_listens(kind, period, limit, not_owned)  # many ties at the cut: the database sorts
         fetch *= 4
     if not rows:
         return []
@@ -362,7 +362,7 @@ class _Row:
     row: object
 
 
-def _top_direct(kind, period, limit, not_owned):
+def top_from_listens(kind, period, limit, not_owned):
     """Counted from the listens of the period (the played_at index)."""
     if kind == "artists":
         counts = period.where(sa.select(Listen.artist_id.label("id"), sa.func.count().label("plays"))
