@@ -178,17 +178,15 @@ def assert_exact(app):
             assert heat["cells"] == want, period
             assert heat["total"] == sum(map(sum, want))
             # Every period's top lists against the GROUP BY over the period's listens (the rows the
-            # month summaries replace), every limit (ties at the cut), and the plays counted here.
+            # month summaries replace), whole and cut at 3 (ties at the cut), and the plays counted here.
             if period.start is not None:
                 for kind, column in (("artists", 1), ("albums", 2), ("tracks", 3)):
-                    for limit in (1, 3, 5, 1000):
-                        assert analytics.top(kind, period, limit) == analytics.top_from_listens(kind, period, limit, False), \
-                            (period, kind, limit)
-                    assert analytics.top(kind, period, 1000) == analytics.top(kind, period, 1000)  # kept or not
+                    every = analytics.top(kind, period, 1000)
+                    assert every == analytics.top_from_listens(kind, period, 1000, False), (period, kind)
+                    assert analytics.top(kind, period, 3) == analytics.top_from_listens(kind, period, 3, False)
                     counted = Counter(r[column] for r in rows if r[column] is not None and r.played_at >= period.start
                                       and (period.end is None or r.played_at < period.end))
-                    assert [i["plays"] for i in analytics.top(kind, period, 1000)] == sorted(counted.values(),
-                                                                                           reverse=True)
+                    assert [i["plays"] for i in every] == sorted(counted.values(), reverse=True)
                 assert analytics.top("albums", period, 4, not_owned=True) == \
                     analytics.top_from_listens("albums", period, 4, True)
             # All time comes from the totals: against the count over the listens (a period that
