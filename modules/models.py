@@ -117,6 +117,30 @@ class TrackPlays(db.Model):
     plays = sa.Column(sa.Integer, nullable=False, index=True)
 
 
+class ArtistMonthPlays(db.Model):
+    """Listens of an artist in one UTC calendar month (`month`: months since January 1970), kept
+    with the totals (importers/summaries.py): a period's top lists add up its whole months and count
+    only the cut edges from the listens. album_month_plays and track_month_plays likewise."""
+    __tablename__ = "artist_month_plays"
+    month = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+    artist_id = sa.Column(sa.Integer, sa.ForeignKey("artists.id"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False)
+
+
+class AlbumMonthPlays(db.Model):
+    __tablename__ = "album_month_plays"
+    month = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+    album_id = sa.Column(sa.Integer, sa.ForeignKey("albums.id"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False)
+
+
+class TrackMonthPlays(db.Model):
+    __tablename__ = "track_month_plays"
+    month = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+    track_id = sa.Column(sa.Integer, sa.ForeignKey("tracks.id"), primary_key=True, autoincrement=False)
+    plays = sa.Column(sa.Integer, nullable=False)
+
+
 class ListenFeed(db.Model):
     """One row: the version every writer of listens bumps, and the track playing now
     (importers/listen_feed.py). `topic` names the feed in the progress store."""

@@ -120,7 +120,15 @@ def assert_exact(app):
     """Every figure of the analytics, timeline, journal and listens API against the listens."""
     from modules.db import db
     from modules.importers import summaries
-    from modules.models import AlbumPlays, ArtistPlays, ListenCount, TrackPlays
+    from modules.models import (
+        AlbumMonthPlays,
+        AlbumPlays,
+        ArtistMonthPlays,
+        ArtistPlays,
+        ListenCount,
+        TrackMonthPlays,
+        TrackPlays,
+    )
     from modules.web import analytics, listens_query, timeline
 
     rows = listens(app)
@@ -141,11 +149,26 @@ def assert_exact(app):
             Counter(r.album_id for r in rows if r.album_id is not None))
         assert dict(db.session.execute(sa.select(TrackPlays.track_id, TrackPlays.plays)).all()) == dict(
             Counter(r.track_id for r in rows))
+        # Per UTC calendar month, counted here with the calendar.
+        for model, column in ((ArtistMonthPlays, 1), (AlbumMonthPlays, 2), (TrackMonthPlays, 3)):
+            key = model.__table__.c[("artist_id", "album_id", "track_id")[column - 1]]
+            months = Counter()
+            for r in rows:
+                if r[column] is not None:
+                    moment = datetime.fromtimestamp(r.played_at, UTC)
+                    months[((moment.year - 1970) * 12 + moment.month - 1, r[column])] += 1
+            assert {(m, k): n for m, k, n in db.session.execute(sa.select(model.month, key, model.plays))} == dict(months)
 
         # Analytics: every period, with bounds at odd seconds as well as on bucket edges.
         periods = [analytics.parse_period(key, tz, NOW) for key in ("7d", "30d", "12m", "all", "2023", "2024")]
         periods.append(analytics.Period("odd", NOW - 400 * 86400 + 7, NOW - 33 * 86400 - 13))
         periods.append(analytics.Period("edges", NOW // 900 * 900 - 200 * 86400, NOW // 3600 * 3600))
+        # UTC month bounds, and a span inside one month; the local years above cut a month by hours.
+        periods.append(analytics.Period("months", summaries.month_start(650), summaries.month_start(652)))
+        periods.append(analytics.Period("in a month", summaries.month_start(650) + 2 * 86400 + 5,
+                                        summaries.month_start(650) + 20 * 86400 - 3))
+        periods.append(analytics.Period("most of a month", summaries.month_start(650) + 3 * 86400 + 1,
+                                        summaries.month_start(651)))
         for period in periods:
             db.session.rollback()
             analytics.g.pop("analytics_buckets", None)
@@ -154,6 +177,18 @@ def assert_exact(app):
             want = expected_heatmap(rows, tz, period.start, period.end)
             assert heat["cells"] == want, period
             assert heat["total"] == sum(map(sum, want))
+            # Every period's top lists against the GROUP BY over the period's listens (the rows the
+            # month summaries replace), whole and cut at 3 (ties at the cut), and the plays counted here.
+            if period.start is not None:
+                for kind, column in (("artists", 1), ("albums", 2), ("tracks", 3)):
+                    every = analytics.top(kind, period, 1000)
+                    assert every == analytics.top_from_listens(kind, period, 1000, False), (period, kind)
+                    assert analytics.top(kind, period, 3) == analytics.top_from_listens(kind, period, 3, False)
+                    counted = Counter(r[column] for r in rows if r[column] is not None and r.played_at >= period.start
+                                      and (period.end is None or r.played_at < period.end))
+                    assert [i["plays"] for i in every] == sorted(counted.values(), reverse=True)
+                assert analytics.top("albums", period, 4, not_owned=True) == \
+                    analytics.top_from_listens("albums", period, 4, True)
             # All time comes from the totals: against the count over the listens (a period that
             # starts before any listen), every limit (ties at the cut), and the plays one by one.
             if period.start is None:

@@ -153,7 +153,8 @@ def test_a_kept_id_whose_row_is_gone_is_asked_again(app):
     assert client.post("/1/submit-listens", data=single(NOW - 900, "Gone", "Vanished", None), headers=AUTH).status_code == 200
     with app.app_context():
         with db.engine.begin() as conn:
-            for table in ("listen_counts", "artist_plays", "track_plays", "listens", "tracks", "artists"):
+            for table in ("listen_counts", "artist_plays", "track_plays", "artist_month_plays", "album_month_plays",
+                          "track_month_plays", "listens", "tracks", "artists"):
                 conn.exec_driver_sql(f"DELETE FROM {table}")
         db.session.remove()
     assert client.post("/1/submit-listens", data=single(NOW - 800, "Gone", "Vanished", None), headers=AUTH).status_code == 200

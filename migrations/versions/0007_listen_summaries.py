@@ -66,7 +66,7 @@ def upgrade():
     op.drop_index('ix_listens_artist_played', table_name='listens')
 
     from modules.importers import summaries
-    summaries.rebuild(op.get_bind())
+    summaries.rebuild_totals(op.get_bind())  # 0010 rebuilds its own
 
 
 def downgrade():

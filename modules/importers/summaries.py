@@ -5,6 +5,8 @@
   hours), so any time zone, daylight-saving changes included, is answered from the buckets; the
   hour and day rows are rollups that keep the number of rows a page reads small.
 - artist_plays (with first and last listen), album_plays, track_plays: all-time totals.
+- artist_month_plays, album_month_plays, track_month_plays: the same per UTC calendar month, for
+  the top lists of a period (whole months from here, the cut edges from the listens: `plays_in`).
 
 `add` is called by importers/listens.write_plays with the listens it has just inserted (the rows
 the database really kept, from INSERT ... RETURNING), and `remove` by forget_listens with the rows
@@ -16,11 +18,24 @@ Why summaries and not only indexes: docs/design-performance.md.
 """
 from __future__ import annotations
 
+import calendar
+import functools
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from ..models import AlbumPlays, ArtistPlays, Listen, ListenCount, TrackPlays
+from ..models import (
+    AlbumMonthPlays,
+    AlbumPlays,
+    ArtistMonthPlays,
+    ArtistPlays,
+    Listen,
+    ListenCount,
+    TrackMonthPlays,
+    TrackPlays,
+)
+from . import listen_feed
 
 STEPS = (900, 3600, 86400)
 QUARTER, HOUR, DAY = STEPS
@@ -28,6 +43,25 @@ QUARTER, HOUR, DAY = STEPS
 counts_t, artists_t, albums_t, tracks_t = (ListenCount.__table__, ArtistPlays.__table__, AlbumPlays.__table__,
                                            TrackPlays.__table__)
 listens_t = Listen.__table__
+# kind: (per-month table, its key column, the listens' column)
+MONTHLY = {"artists": (ArtistMonthPlays.__table__, "artist_id"), "albums": (AlbumMonthPlays.__table__, "album_id"),
+           "tracks": (TrackMonthPlays.__table__, "track_id")}
+
+
+@functools.lru_cache(maxsize=8192)
+def _month_of_day(day):
+    moment = datetime.fromtimestamp(day * 86400, UTC)
+    return (moment.year - 1970) * 12 + moment.month - 1
+
+
+def month_of(ts):
+    """The UTC calendar month of UTC seconds `ts`, as months since January 1970."""
+    return _month_of_day(ts // 86400)
+
+
+def month_start(month):
+    """The first UTC second of a month (months since January 1970)."""
+    return calendar.timegm((1970 + month // 12, month % 12 + 1, 1, 0, 0, 0))
 
 
 def floor_div(column, step):
@@ -38,9 +72,15 @@ def floor_div(column, step):
 def _tally(rows):
     buckets, artists = defaultdict(int), {}
     albums, tracks = defaultdict(int), defaultdict(int)
+    months = {kind: defaultdict(int) for kind in MONTHLY}
     for played_at, artist_id, album_id, track_id in rows:
         for step in STEPS:
             buckets[(step, played_at // step)] += 1
+        month = month_of(played_at)
+        months["artists"][(month, artist_id)] += 1
+        if album_id is not None:
+            months["albums"][(month, album_id)] += 1
+        months["tracks"][(month, track_id)] += 1
         seen = artists.get(artist_id)
         if seen is None:
             artists[artist_id] = [1, played_at, played_at]
@@ -51,7 +91,7 @@ def _tally(rows):
         if album_id is not None:
             albums[album_id] += 1
         tracks[track_id] += 1
-    return buckets, artists, albums, tracks
+    return buckets, artists, albums, tracks, months
 
 
 # The upserts as plain SQL, the same on SQLite (3.24+) and PostgreSQL but for the placeholder, sent
@@ -71,6 +111,10 @@ UPSERTS = {
                "ON CONFLICT (album_id) DO UPDATE SET plays = album_plays.plays + excluded.plays"),
     "tracks": ("INSERT INTO track_plays (track_id, plays) VALUES ({p}, {p}) "
                "ON CONFLICT (track_id) DO UPDATE SET plays = track_plays.plays + excluded.plays"),
+    **{kind: (f"INSERT INTO {table.name} (month, {key}, plays) VALUES ({{p}}, {{p}}, {{p}}) "
+              f"ON CONFLICT (month, {key}) DO UPDATE SET plays = {table.name}.plays + excluded.plays")
+       for kind, (table, key) in (("artist months", MONTHLY["artists"]), ("album months", MONTHLY["albums"]),
+                                  ("track months", MONTHLY["tracks"]))},
 }
 
 
@@ -80,8 +124,8 @@ def _upsert(conn, name, rows):
         conn.exec_driver_sql(UPSERTS[name].format(p=placeholder), rows)
 
 
-# PostgreSQL: the four upserts as one statement (data-modifying WITH clauses, each run once and to
-# the end), so a batch costs one round trip for its summaries instead of four. Each VALUES list
+# PostgreSQL: the upserts (totals, buckets, months) as one statement (data-modifying WITH clauses, each run once and to
+# the end), so a batch costs one round trip for its summaries instead of seven. Each VALUES list
 # holds a key once (_tally adds them up), as ON CONFLICT DO UPDATE requires. SQLite has no such
 # WITH clause, and no round trips to save: there the driver's executemany runs each upsert.
 PG_MAX_PARAMETERS = 30_000  # PostgreSQL takes 65,535 per statement
@@ -93,14 +137,14 @@ def _upsert_together(conn, batches):
         if rows:
             one = "VALUES (" + ", ".join(["{p}"] * len(rows[0])) + ")"
             many = "VALUES " + ", ".join([one[len("VALUES "):]] * len(rows))
-            parts.append(f"{name}_upsert AS ({UPSERTS[name].replace(one, many).format(p='%s')})")
+            parts.append(f"{name.replace(' ', '_')}_upsert AS ({UPSERTS[name].replace(one, many).format(p='%s')})")
             params.extend(v for row in rows for v in row)
     conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
 
 
 def add(conn, rows):
     """Count listens just inserted: rows of (played_at, artist_id, album_id, track_id)."""
-    buckets, artists, albums, tracks = _tally(rows)
+    buckets, artists, albums, tracks, months = _tally(rows)
     if not buckets:
         return
     # Sorted keys: two writers (there is one at a time, listen_feed orders them) would lock rows in
@@ -108,6 +152,8 @@ def add(conn, rows):
     batches = [("counts", [(s, b, n) for (s, b), n in sorted(buckets.items())]),
                ("artists", [(a, n, lo, hi) for a, (n, lo, hi) in sorted(artists.items())]),
                ("albums", sorted(albums.items())), ("tracks", sorted(tracks.items()))]
+    batches += [(f"{kind[:-1]} months", [(m, k, n) for (m, k), n in sorted(counted.items())])
+                for kind, counted in months.items()]
     if conn.dialect.name == "postgresql" and sum(len(r) * len(r[0]) for _, r in batches if r) <= PG_MAX_PARAMETERS:
         _upsert_together(conn, batches)
         return
@@ -117,7 +163,7 @@ def add(conn, rows):
 
 def remove(conn, rows):
     """Uncount listens just deleted (same rows as `add`); summaries that reach zero are deleted."""
-    buckets, artists, albums, tracks = _tally(rows)
+    buckets, artists, albums, tracks, months = _tally(rows)
     if not buckets:
         return
     conn.execute(counts_t.update().where(counts_t.c.step == sa.bindparam("s"), counts_t.c.bucket == sa.bindparam("b"))
@@ -132,6 +178,13 @@ def remove(conn, rows):
                      .values(plays=table.c.plays - sa.bindparam("n")),
                      [{"k": k, "n": n} for k, n in sorted(counted.items())])
         conn.execute(table.delete().where(table.c.plays <= 0))
+    for kind, counted in months.items():
+        table, key = MONTHLY[kind]
+        if counted:
+            conn.execute(table.update().where(table.c.month == sa.bindparam("m"), table.c[key] == sa.bindparam("k"))
+                         .values(plays=table.c.plays - sa.bindparam("n")),
+                         [{"m": m, "k": k, "n": n} for (m, k), n in sorted(counted.items())])
+            conn.execute(table.delete().where(table.c.plays <= 0))
     ids = sorted(artists)
     for start in range(0, len(ids), 400):
         chunk = ids[start:start + 400]
@@ -142,7 +195,15 @@ def remove(conn, rows):
 
 
 def rebuild(conn):
-    """Every summary computed again from the listens (a few statements, one scan each)."""
+    """Every summary computed again from the listens (a few statements, one scan each). Bumps the
+    listen_feed version: what a process kept for the listens before is stale."""
+    listen_feed.claim(conn)
+    rebuild_totals(conn)
+    rebuild_months(conn)
+
+
+def rebuild_totals(conn):
+    """The bucket counts and all-time totals (migration 0007's tables) computed again."""
     for table in (counts_t, artists_t, albums_t, tracks_t):
         conn.execute(table.delete())
     for step in STEPS:
@@ -158,6 +219,24 @@ def rebuild(conn):
         column = listens_t.c[key]
         conn.execute(table.insert().from_select(
             [key, "plays"], sa.select(column, sa.func.count()).where(column.is_not(None)).group_by(column)))
+
+
+def rebuild_months(conn):
+    """The per-month tables computed again from the listens: one grouped range scan per month (the
+    played_at index), the same SQL on both databases."""
+    for table, _key in MONTHLY.values():
+        conn.execute(table.delete())
+    first, last = conn.execute(sa.select(sa.func.min(listens_t.c.played_at), sa.func.max(listens_t.c.played_at))).one()
+    if first is None:
+        return
+    for month in range(month_of(first), month_of(last) + 1):
+        a, b = month_start(month), month_start(month + 1)
+        for table, key in MONTHLY.values():
+            column = listens_t.c[key]
+            conn.execute(table.insert().from_select(
+                ["month", key, "plays"],
+                sa.select(sa.literal(month), column, sa.func.count())
+                .where(listens_t.c.played_at >= a, listens_t.c.played_at < b, column.is_not(None)).group_by(column)))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -207,3 +286,50 @@ def buckets(conn, step, start=None, end=None):
 def count(conn, start=None, end=None):
     """Listens over [start, end), exact, from day buckets and the listens at the cut edges."""
     return sum(buckets(conn, DAY, start, end).values())
+
+
+def _direct_seconds(start, end, a, b):
+    """Seconds of month [a, b) that [start, end) covers, and those it leaves out."""
+    inside = max(0, min(end, b) - max(start, a))
+    return inside, (b - a) - inside
+
+
+def plays_in(kind, start, end, where=None):
+    """A SELECT of (id, plays), most played first, for the artists, albums or tracks ("artists", ...) listened to over
+    UTC seconds [start, end), exact: the months [start, end) covers whole from the per-month
+    tables, a month it cuts either from its own listens or as the month's row less the listens it
+    leaves out (whichever reads fewer seconds of listens). `where(column)`: an extra condition on
+    the id column of both parts."""
+    table, key = MONTHLY[kind]
+    column = listens_t.c[key]
+    first, last = month_of(start), month_of(end - 1)
+    summed = []  # months read from the table
+    direct = []  # (sign, a, b): second ranges counted from the listens
+    for month in (first, last) if first != last else (first,):
+        a, b = month_start(month), month_start(month + 1)
+        inside, outside = _direct_seconds(start, end, a, b)
+        if outside == 0:
+            summed.append(month)
+        elif inside <= outside:
+            direct.append((1, max(start, a), min(end, b)))
+        else:
+            summed.append(month)
+            direct += [(-1, a, start)] if a < start else []
+            direct += [(-1, end, b)] if end < b else []
+    parts = []
+    months = list(range(first + 1, last)) + summed  # contiguous: only the end months can be cut
+    if months:
+        parts.append(sa.select(table.c[key].label("id"), table.c.plays.label("n"))
+                     .where(table.c.month >= min(months), table.c.month <= max(months)))
+        if where is not None:
+            parts[-1] = parts[-1].where(where(table.c[key]))
+    for sign, a, b in direct:
+        # Rows, not a GROUP BY here: grouped by the id, SQLite may walk a whole index sorted by
+        # it (artist_id, album_id) instead of the played_at range, which holds the few rows.
+        parts.append(sa.select(column.label("id"), sa.literal(sign).label("n"))
+                     .where(listens_t.c.played_at >= a, listens_t.c.played_at < b, column.is_not(None)))
+        if where is not None:
+            parts[-1] = parts[-1].where(where(column))
+    union = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    plays = sa.func.sum(union.c.n)
+    return sa.select(union.c.id, plays.label("plays")).group_by(union.c.id).having(plays > 0).order_by(plays.desc())

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, g, render_template, request
 
 from ..db import db
-from ..importers import summaries
+from ..importers import listen_feed, summaries
 from ..models import Album, AlbumPlays, Artist, ArtistPlays, CollectionItem, Listen, Track, TrackPlays, utc_iso
 from .i18n import gettext, lazy_gettext
 
@@ -201,8 +201,30 @@ def local_counts(tz, period=None, how=LOCAL_DAY):
     period = period or Period("all", None, None)
     key = (tz.key, period.start, period.end, how)
     if key not in cache:
-        cache[key] = _local_counts(tz, period, how)
+        if period.start is None and period.end is None:  # all time: the same until listens change
+            cache[key] = by_listens_version(key, lambda: _local_counts(tz, period, how))
+        else:
+            cache[key] = _local_counts(tz, period, how)
     return cache[key]
+
+
+def by_listens_version(key, compute):
+    """compute(), kept in this process until the listens change: every writer of listens bumps the
+    listen_feed version in its own transaction (importers/listen_feed.claim), so a figure computed
+    between two reads of the same version is the figure for every reader of that version. Only for
+    figures of the listens alone (not the collection, not the clock)."""
+    kept = current_app.extensions.setdefault("analytics_kept", {"stamp": None, "values": {}})  # one per app
+    conn = db.session.connection()
+    before = listen_feed.current(conn)
+    if before is not None and kept["stamp"] == before and key in kept["values"]:
+        return kept["values"][key]
+    value = compute()
+    after = listen_feed.current(conn)
+    if before is not None and after == before:
+        if kept["stamp"] != before:
+            kept["stamp"], kept["values"] = before, {}
+        kept["values"][key] = value
+    return value
 
 
 def _local_key(local, how):
@@ -216,8 +238,9 @@ def _local_counts(tz, period, how):
         lo, hi, edges = summaries.split(step, period.start, period.end)
         out = Counter()
         if lo is None or hi is None or lo < hi:
-            first, last = conn.execute(summaries.whole(
-                sa.select(sa.func.min(counts.c.bucket), sa.func.max(counts.c.bucket)), step, lo, hi)).one()
+            first, last = (conn.execute(summaries.whole(sa.select(counts.c.bucket), step, lo, hi)
+                                        .order_by(order).limit(1)).scalar()
+                           for order in (counts.c.bucket.asc(), counts.c.bucket.desc()))  # see first_and_last
             segments = [] if first is None else offset_segments(tz, first * step, (last + 1) * step, step)
             if segments is None:
                 continue
@@ -285,6 +308,62 @@ def top(kind, period, limit=DEFAULT_LIMIT, not_owned=False):
     """The most played artists, albums or tracks of the period; ties ordered by name."""
     if period.start is None and period.end is None:
         return _top_all_time(kind, limit, not_owned)
+    if period.start is None or period.end is not None and period.end <= period.start:
+        return top_from_listens(kind, period, limit, not_owned)  # not a period the page offers
+    if period.end is not None and not not_owned:  # a year: fixed bounds, the same until listens change
+        return by_listens_version(("top", kind, period.start, period.end, limit),
+                                  lambda: _top_period(kind, period, limit, not_owned))
+    return _top_period(kind, period, limit, not_owned)
+
+
+def _top_period(kind, period, limit, not_owned):
+    end = period.end
+    if end is None:  # "until now", and any listen stamped later: up to the last listen
+        last = db.session.execute(sa.select(Listen.played_at).order_by(Listen.played_at.desc()).limit(1)).scalar()
+        end = period.start if last is None else max(period.start, last + 1)
+    if end <= period.start:
+        return []
+    # From the month summaries and the listens at the cut edges (importers/summaries.plays_in):
+    # the database sums and orders by plays; only the items down to the limit-th's plays (ties
+    # included) are read, then named and ordered by name.
+    where = (lambda column: column.not_in(_owned_album_ids())) if not_owned else None
+    ranked = summaries.plays_in(kind, period.start, end, where)  # one level: SQLite keeps only the first rows
+    fetch = limit + 20
+    while True:
+        rows = db.session.execute(ranked.limit(fetch)).all()
+        if len(rows) < fetch or rows[-1].plays < rows[limit - 1].plays:
+            break
+        if fetch > CANDIDATES:
+            return top_from_listens(kind, period, limit, not_owned)  # many ties at the cut: the database sorts
+        fetch *= 4
+    if not rows:
+        return []
+    plays = {r.id: r.plays for r in rows if r.plays >= rows[min(limit, len(rows)) - 1].plays}
+    table = {"artists": Artist, "albums": Album, "tracks": Track}[kind]
+    if kind == "artists":
+        query = sa.select(Artist.id, Artist.name).order_by(Artist.name_key, Artist.id)
+        make = lambda r: {"id": r.id, "name": r.name}  # noqa: E731
+    else:
+        query = (sa.select(table.id, table.title, Artist.name.label("artist")).join(Artist, Artist.id == table.artist_id)
+                 .order_by(table.title_key, Artist.name_key, table.id))
+        make = lambda r: {"id": r.id, "title": r.title, "artist": r.artist}  # noqa: E731
+    named = db.session.execute(query.where(table.id.in_(list(plays)))).all()
+    # Python's sort is stable: by plays, then in the database's name order (its collation).
+    ordered = sorted((_Row(plays[r.id], r) for r in named), key=lambda row: -row.plays)[:limit]
+    return _ranked(ordered, lambda row: make(row.row))
+
+
+CANDIDATES = 5000  # items read and named at most before the database sorts the listens itself
+
+
+@dataclass(frozen=True)
+class _Row:
+    plays: int
+    row: object
+
+
+def top_from_listens(kind, period, limit, not_owned):
+    """Counted from the listens of the period (the played_at index)."""
     if kind == "artists":
         counts = period.where(sa.select(Listen.artist_id.label("id"), sa.func.count().label("plays"))
                               .group_by(Listen.artist_id)).subquery()
@@ -365,6 +444,10 @@ def streaks(tz, now=None):
 
 def discoveries(tz):
     """Artists discovered per local month: the month of each artist's first listen, gaps filled."""
+    return by_listens_version(("discoveries", tz.key), lambda: _discoveries(tz))
+
+
+def _discoveries(tz):
     # Grouped by local day in the database, one query per span of one UTC offset.
     first_at, per_month = ArtistPlays.first_played_at, {}
     lo, hi = db.session.execute(sa.select(sa.func.min(first_at), sa.func.max(first_at))).one()
@@ -437,8 +520,16 @@ def compute(panel, period, limit, tz):
     return owned_over_time(tz)
 
 
+def first_and_last(column, *where):
+    """min and max of an indexed column, two index lookups: SQLite reads the whole index for a
+    min() and a max() in one SELECT (its min/max optimisation takes a lone aggregate only)."""
+    found = [db.session.execute(sa.select(column).where(*where).order_by(order).limit(1)).scalar()
+             for order in (column.asc(), column.desc())]
+    return found[0], found[1]
+
+
 def years_with_listens(tz):
-    first, last = db.session.execute(sa.select(sa.func.min(Listen.played_at), sa.func.max(Listen.played_at))).one()
+    first, last = first_and_last(Listen.played_at)
     if first is None:
         return []
     return list(range(datetime.fromtimestamp(last, tz).year, datetime.fromtimestamp(first, tz).year - 1, -1))
