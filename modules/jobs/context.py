@@ -10,6 +10,7 @@ from gevent import monkey
 from ..db import BUSY_LISTENER, db, transient_reason
 from ..models import Job
 from ..waiting import GaveUp, Patience, call_with_retries, wait_message
+from . import pacing
 from .errors import DatabaseBusy, JobCancelled, JobLost
 
 
@@ -18,12 +19,14 @@ def cooperative_yield():
 
     Under gevent, sleep(0) only switches to greenlets that are already runnable: the hub does
     not poll sockets, so open streams would still wait for the whole job. idle() waits until the
-    event loop has run once, I/O included. Without gevent, sleep(0) releases the GIL.
+    event loop has run once, I/O included. Without gevent, sleep(0) releases the GIL. Then the job
+    rests while this process answers requests (pacing.py: pages first).
     """
     if monkey.is_module_patched("threading"):
         gevent.idle()
     else:
         time.sleep(0)
+    pacing.rest()
 
 
 # Least seconds between two looks at the job's record by check(): a batch takes longer, so a

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import jsonify, render_template, request
+from flask import g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
 
 from ..db import db, transient_reason
+from ..jobs import pacing
 
 
 def init_app(app):
@@ -28,6 +29,20 @@ def init_app(app):
         streams,
     )
     from .i18n import gettext as _
+
+    @app.before_request
+    def count_request():
+        """Jobs of this process rest while it answers (jobs/pacing.py); first, so every request counts."""
+        pacing.request_started()
+        g.pacing_counted = True
+
+    def uncount_request(response=None):
+        if g.pop("pacing_counted", False):
+            pacing.request_ended()
+        return response
+
+    app.after_request(uncount_request)  # the response is ready: a stream's long body is not counted
+    app.teardown_request(lambda _exc: uncount_request())  # the request failed before any response
 
     @app.before_request
     def follow_saved_settings():
