@@ -3,6 +3,7 @@ heartbeats while idle, and a final `done` event before the stream closes."""
 from __future__ import annotations
 
 import json
+import time
 
 from .tracker import FINAL_STATUSES
 
@@ -46,12 +47,17 @@ def parse_last_event_id(value):
         return None
 
 
-def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=2000, refresh=None):
+def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=2000, refresh=None,
+                 refresh_seconds=None):
     """Yield SSE text for `job_id` until it ends. The caller checks the job exists first.
 
-    `refresh` (optional) is called with the job id on each idle heartbeat; it may return a newer
-    snapshot (for instance after marking a job whose process died as interrupted).
+    `refresh` (optional) is called with the job id on connect and then every `refresh_seconds`
+    (default: `heartbeat`) while no change comes. It returns the snapshot to show (or None): a
+    newer one (for instance after marking a job whose process died as interrupted), or one of the
+    same version whose content the app changed (for instance a note that the job's worker is late):
+    either is sent, so what the app adds to a snapshot reaches the page without a new version.
     """
+    every = min(refresh_seconds or heartbeat, heartbeat) if refresh is not None else heartbeat
     sub = store.subscribe(job_id)  # subscribe before reading so no change falls in between
     try:
         snap = store.get(job_id)
@@ -62,22 +68,40 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
         # by a new tracker, or the store is new): waiting for it would hide every event, even
         # the end, so such a client gets the current snapshot like a new one.
         last = last_event_id if last_event_id is not None and last_event_id <= snap["version"] else -1
-        if snap["version"] > last:
+        stored = snap
+        fresh = refresh(job_id) if refresh is not None else None
+        if fresh is not None and fresh["version"] >= stored["version"]:
+            snap = fresh  # the app's view of it
+        # A client at the stored version has the stored content; anything else it has not seen.
+        if snap["version"] > last or (snap["version"] == last and snap != stored):
             yield format_event(snap, "progress", snap["version"])
             last = snap["version"]
+        shown = snap
+        next_beat = time.monotonic() + heartbeat
         while snap["status"] not in FINAL_STATUSES:
-            newer = sub.wait(last, heartbeat)
-            if newer is None:
-                fresh = refresh(job_id) if refresh else None
-                if fresh is not None and fresh["version"] > last:
-                    newer = fresh
-                else:
-                    yield ": heartbeat\n\n"
+            newer = sub.wait(last, max(0.0, min(every, next_beat - time.monotonic())))
+            if newer is not None:
+                event = _progress_event(newer)  # from the store: the same text for every stream
+            else:
+                newer = _refreshed(refresh, job_id, last, shown)
+                if newer is None:
+                    if time.monotonic() >= next_beat:
+                        yield ": heartbeat\n\n"
+                        next_beat = time.monotonic() + heartbeat
                     continue
-            snap = newer
-            last = snap["version"]
-            yield _progress_event(snap)
+                event = format_event(newer, "progress", newer["version"])  # its version's cached text is not it
+            snap, last, shown = newer, newer["version"], newer
+            next_beat = time.monotonic() + heartbeat
+            yield event
         yield format_event({"status": snap["status"], "redirect_url": snap.get("redirect_url"),
                             "message": snap.get("message"), "version": snap["version"]}, "done", snap["version"])
     finally:
         sub.close()
+
+
+def _refreshed(refresh, job_id, last, shown):
+    """The app's snapshot when it differs from what the client has (newer, or same version changed)."""
+    fresh = refresh(job_id) if refresh is not None else None
+    if fresh is None or fresh["version"] < last or (fresh["version"] == last and fresh == shown):
+        return None
+    return fresh
