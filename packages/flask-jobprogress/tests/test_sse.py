@@ -212,6 +212,20 @@ def test_refresh_sends_a_same_version_snapshot_whose_content_changed(store):
     assert [b.get("event") for b in collect(stream)] == ["progress", "done"]
 
 
+def test_a_version_written_twice_with_other_content_is_not_sent_again(store):
+    """Only the app's own notes are sent at a version already sent: a store whose publishers wrote
+    one version twice (the second content differs) is not resent on every refresh."""
+    tracker = ProgressTracker("job-1", "k", STEPS, publish=store.publish)
+    tracker.start()
+    stream = event_stream(store, "job-1", heartbeat=0.05, refresh=store.get, refresh_seconds=0.01)
+    assert parse(next(stream)) == {"retry": 2000}
+    first = parse(next(stream))
+    store._snapshots["job-1"] = dict(first["data"], message="written again at the same version")
+    assert parse(next(stream)) == {"comment": "heartbeat"}  # five refreshes, nothing sent
+    stream.close()
+    tracker.complete()
+
+
 def test_a_reconnect_at_the_current_version_gets_only_what_the_app_changed(store):
     tracker = ProgressTracker("job-1", "k", STEPS, publish=store.publish)
     tracker.start()

@@ -52,10 +52,11 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
     """Yield SSE text for `job_id` until it ends. The caller checks the job exists first.
 
     `refresh` (optional) is called with the job id on connect and then every `refresh_seconds`
-    (default: `heartbeat`) while no change comes. It returns the snapshot to show (or None): a
-    newer one (for instance after marking a job whose process died as interrupted), or one of the
-    same version whose content the app changed (for instance a note that the job's worker is late):
-    either is sent, so what the app adds to a snapshot reaches the page without a new version.
+    (default: `heartbeat`) while no change comes. It returns the snapshot to show (or None). A
+    newer one is sent (for instance after marking a job whose process died as interrupted); one of
+    the same version is sent when it differs from the store's (the app added a note to it, such as
+    "the job's worker is late") and from what the client has, and once more when the note goes
+    away (it equals the store's again), so what the app adds reaches the page without a new version.
     """
     every = min(refresh_seconds or heartbeat, heartbeat) if refresh is not None else heartbeat
     sub = store.subscribe(job_id)  # subscribe before reading so no change falls in between
@@ -72,8 +73,9 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
         fresh = refresh(job_id) if refresh is not None else None
         if fresh is not None and fresh["version"] >= stored["version"]:
             snap = fresh  # the app's view of it
+        noted = snap["version"] == stored["version"] and snap != stored  # the app added to it
         # A client at the stored version has the stored content; anything else it has not seen.
-        if snap["version"] > last or (snap["version"] == last and snap != stored):
+        if snap["version"] > last or (snap["version"] == last and noted):
             yield format_event(snap, "progress", snap["version"])
             last = snap["version"]
         shown = snap
@@ -83,7 +85,7 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
             if newer is not None:
                 event = _progress_event(newer)  # from the store: the same text for every stream
             else:
-                newer = _refreshed(refresh, job_id, last, shown)
+                newer, noted = _refreshed(refresh, store, job_id, last, shown, noted)
                 if newer is None:
                     if time.monotonic() >= next_beat:
                         yield ": heartbeat\n\n"
@@ -99,9 +101,15 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
         sub.close()
 
 
-def _refreshed(refresh, job_id, last, shown):
-    """The app's snapshot when it differs from what the client has (newer, or same version changed)."""
+def _refreshed(refresh, store, job_id, last, shown, noted):
+    """(snapshot to send or None, whether the app's note is on the client) after asking `refresh`.
+
+    Same version: sent only for the app's own change (a note on the store's snapshot, or its end);
+    a store whose publishers wrote one version twice with other content is not the app's change."""
     fresh = refresh(job_id) if refresh is not None else None
-    if fresh is None or fresh["version"] < last or (fresh["version"] == last and fresh == shown):
-        return None
-    return fresh
+    if fresh is None or fresh["version"] < last:
+        return None, noted
+    now_noted = fresh != store.get(job_id)
+    if fresh["version"] > last or (now_noted and fresh != shown) or (noted and not now_noted):
+        return fresh, now_noted
+    return None, noted
