@@ -54,9 +54,9 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
     `refresh` (optional) is called with the job id on connect and then every `refresh_seconds`
     (default: `heartbeat`) while no change comes. It returns the snapshot to show (or None). A
     newer one is sent (for instance after marking a job whose process died as interrupted); one of
-    the same version is sent when it differs from the store's (the app added a note to it, such as
-    "the job's worker is late") and from what the client has, and once more when the note goes
-    away (it equals the store's again), so what the app adds reaches the page without a new version.
+    the same version is sent when its notes changed: the keys the app added to the store's snapshot
+    (such as "the job's worker is late"), their values, or their going away. So what the app adds
+    reaches the page without a new version; other differences at one version are not resent.
     """
     every = min(refresh_seconds or heartbeat, heartbeat) if refresh is not None else heartbeat
     sub = store.subscribe(job_id)  # subscribe before reading so no change falls in between
@@ -69,30 +69,32 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
         # by a new tracker, or the store is new): waiting for it would hide every event, even
         # the end, so such a client gets the current snapshot like a new one.
         last = last_event_id if last_event_id is not None and last_event_id <= snap["version"] else -1
-        stored = snap
+        base = snap  # the store's latest: what the app adds to it is the keys it does not have
         fresh = refresh(job_id) if refresh is not None else None
-        if fresh is not None and fresh["version"] >= stored["version"]:
+        if fresh is not None and fresh["version"] >= base["version"]:
             snap = fresh  # the app's view of it
-        noted = snap["version"] == stored["version"] and snap != stored  # the app added to it
-        # A client at the stored version has the stored content; anything else it has not seen.
-        if snap["version"] > last or (snap["version"] == last and noted):
+        notes = _notes(snap, base)
+        # A client at the store's version has the store's content; the app's notes it has not seen.
+        if snap["version"] > last or (snap["version"] == last and notes):
             yield format_event(snap, "progress", snap["version"])
             last = snap["version"]
-        shown = snap
         next_beat = time.monotonic() + heartbeat
         while snap["status"] not in FINAL_STATUSES:
             newer = sub.wait(last, max(0.0, min(every, next_beat - time.monotonic())))
             if newer is not None:
+                base, notes = newer, {}
                 event = _progress_event(newer)  # from the store: the same text for every stream
             else:
-                newer, noted = _refreshed(refresh, store, job_id, last, shown, noted)
-                if newer is None:
+                newer = refresh(job_id) if refresh is not None else None
+                fresh_notes = _notes(newer, base) if newer is not None else notes
+                if newer is None or newer["version"] < last or (newer["version"] == last and fresh_notes == notes):
                     if time.monotonic() >= next_beat:
                         yield ": heartbeat\n\n"
                         next_beat = time.monotonic() + heartbeat
                     continue
+                notes = fresh_notes
                 event = format_event(newer, "progress", newer["version"])  # its version's cached text is not it
-            snap, last, shown = newer, newer["version"], newer
+            snap, last = newer, newer["version"]
             next_beat = time.monotonic() + heartbeat
             yield event
         yield format_event({"status": snap["status"], "redirect_url": snap.get("redirect_url"),
@@ -101,15 +103,6 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
         sub.close()
 
 
-def _refreshed(refresh, store, job_id, last, shown, noted):
-    """(snapshot to send or None, whether the app's note is on the client) after asking `refresh`.
-
-    Same version: sent only for the app's own change (a note on the store's snapshot, or its end);
-    a store whose publishers wrote one version twice with other content is not the app's change."""
-    fresh = refresh(job_id) if refresh is not None else None
-    if fresh is None or fresh["version"] < last:
-        return None, noted
-    now_noted = fresh != store.get(job_id)
-    if fresh["version"] > last or (now_noted and fresh != shown) or (noted and not now_noted):
-        return fresh, now_noted
-    return None, noted
+def _notes(snap, base):
+    """What the app's hook added to the store's snapshot: the keys the store's does not have."""
+    return {key: value for key, value in snap.items() if key not in base}
