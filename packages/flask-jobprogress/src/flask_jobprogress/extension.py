@@ -81,8 +81,8 @@ class JobProgress:
     - authorize(job_id, action) -> bool; snapshot(job_id) -> dict or None, to read snapshots from
       somewhere else than the store, or to add what the app knows to them (a stream asks it on
       connect and every refresh_seconds while idle, and sends its answer when it is newer than
-      what the client has, or of the same version and different from the store's: a note, and
-      once more when the note goes);
+      what the client has, or of the same version when the keys it adds to the store's snapshot,
+      its notes, changed or went away);
       cancel(job_id) -> bool, to cancel jobs this process does not run;
     - heartbeat (JOBPROGRESS_HEARTBEAT_SECONDS, 15) and retry_ms (2000) of the stream;
       refresh_seconds (JOBPROGRESS_REFRESH_SECONDS, the heartbeat): how often an idle stream asks
