@@ -18,6 +18,8 @@ STRINGS = {
     "progress.errors_shown": _l("Showing %(shown)s of %(total)s."),
     "progress.cancelling": _l("Cancelling…"),
     "progress.resume_failed": _l("Could not resume"),
+    # A running job whose worker missed two beats (snapshot's stalled_seconds).
+    "progress.stalled": _l("Stalled: no news from the worker for %(seconds)s s"),
     "step.pending": _l("pending"), "step.in_progress": _l("in progress"), "step.skipped": _l("skipped"),
     "counter.imported": _l("imported"), "counter.skipped": _l("skipped"), "counter.errors": _l("errors"),
     "counter.added": _l("added"), "counter.enriched": _l("enriched"), "counter.updates": _l("updates"),

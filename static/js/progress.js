@@ -10,9 +10,10 @@ window.SillonProgress = (function () {
   })();
   var t = window.JobProgress.translator(STRINGS);
   var http = window.SillonHttp;
+  var lang = document.documentElement.lang || undefined;
 
   // Follow one job inside `root` (see jobprogress.js for the data-part names it keeps up to date;
-  // here also "errors-csv" and "resume-button"). opts.redirect (default true) moves to the result
+  // here also "errors-csv", "resume-button" and "stalled"). opts.redirect (default true) moves to the result
   // when a job seen running completes.
   function mount(root, initial, opts) {
     opts = opts || {};
@@ -21,6 +22,14 @@ window.SillonProgress = (function () {
       fetch: http.send, post: http.postJSON, safeUrl: http.safeUrl,
       onRender: function (s, part) {
         part("errors-csv").hidden = !(s.kind === "upload_import" && (s.errors_total || 0) > 0);
+        // The server adds stalled_seconds to a running job whose worker missed two beats; a later
+        // snapshot without it (beats back, or the job continued elsewhere) takes the note away.
+        var late = s.status === "running" && s.stalled_seconds > 0;
+        var stalled = part("stalled");
+        stalled.hidden = !late;
+        stalled.textContent = late ? t("progress.stalled", { seconds: Math.round(s.stalled_seconds).toLocaleString(lang) },
+          "Stalled: no news from the worker for %(seconds)s s") : "";
+        root.dataset.stalled = late ? "true" : "false";
         var resumable = !(s.result && s.result.resumable === false);
         part("resume-button").hidden = !resumable ||
           !(s.status === "interrupted" || s.status === "error" || s.status === "cancelled");

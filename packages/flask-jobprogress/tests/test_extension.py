@@ -173,6 +173,63 @@ def test_custom_snapshot_and_cancel_hooks_and_a_subset_of_routes():
         make_app(routes=("snapshots",))
 
 
+def test_the_snapshot_hook_is_asked_every_refresh_seconds_and_its_notes_are_streamed():
+    """The app's note on a snapshot (a late worker) reaches the stream without a new version, and
+    the JSON route alike; its going away reaches the stream too."""
+    store = MemoryStore()
+    late = {}
+
+    def snapshot(job_id):
+        snap = store.get(job_id)
+        return {**snap, "stalled_seconds": late[job_id]} if snap and job_id in late else snap
+
+    app, progress = make_app(store=store, snapshot=snapshot, heartbeat=3600, refresh_seconds=0.01)
+    client = app.test_client()
+    with app.app_context():
+        tracker = progress.tracker("convert", [("read", "Read")])
+    tracker.start()
+    tracker.flush()
+    version = store.get(tracker.id)["version"]
+    response = client.get(f"/jobs/{tracker.id}/events", buffered=False)
+    chunks = iter(response.response)
+
+    def next_progress():
+        for chunk in chunks:
+            blocks = [b for b in events_of_text(chunk.decode()) if b.get("event") == "progress"]
+            if blocks:
+                return blocks[0]
+        raise AssertionError("the stream ended")
+
+    first = next_progress()
+    assert int(first["id"]) == version and "stalled_seconds" not in first["data"]
+    late[tracker.id] = 12.5
+    assert client.get(f"/jobs/{tracker.id}").json["stalled_seconds"] == 12.5
+    noted = next_progress()  # an hour's heartbeat: only a refresh can send it
+    assert int(noted["id"]) == version and noted["data"]["stalled_seconds"] == 12.5
+    del late[tracker.id]
+    cleared = next_progress()
+    assert int(cleared["id"]) == version and cleared["data"] == store.get(tracker.id)
+    tracker.complete()
+    rest = [b.get("event") for chunk in chunks for b in events_of_text(chunk.decode())]
+    assert rest == ["progress", "done"]
+    response.close()
+    assert progress.open_streams(app) == 0
+
+
+def events_of_text(text):
+    """The SSE blocks of a piece of a stream, decoded (comments and retry: kept as fields)."""
+    blocks = []
+    for block in text.split("\n\n"):
+        fields = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(": ")
+            if name:
+                fields[name] = json.loads(value) if name == "data" else value
+        if fields:
+            blocks.append(fields)
+    return blocks
+
+
 def test_store_from_configuration(database_url):
     app = Flask(__name__)
     app.config.update(JOBPROGRESS_STORE="database", JOBPROGRESS_DATABASE_URL=database_url)

@@ -176,12 +176,72 @@ def test_refresh_on_idle_can_end_the_stream(store):
 
     def refresh(job_id):
         calls.append(job_id)
-        return running if len(calls) == 1 else interrupted  # nothing new, then the verdict
+        return running if len(calls) <= 2 else interrupted  # on connect, idle with nothing new, then the verdict
 
     blocks = collect(event_stream(store, "job-1", heartbeat=0.02, refresh=refresh))
     assert [b.get("event") or b.get("comment") for b in blocks[1:]] == ["progress", "heartbeat", "progress", "done"]
     assert blocks[-1]["data"]["status"] == "interrupted"
-    assert calls == ["job-1", "job-1"]
+    assert calls == ["job-1", "job-1", "job-1"]
+    tracker.complete()
+
+
+def test_refresh_sends_a_same_version_snapshot_whose_content_changed(store):
+    """What the app adds to a snapshot (here: its worker is late) reaches the client between
+    versions, each time it changes, and so does its going away; an unchanged answer is not sent."""
+    tracker = ProgressTracker("job-1", "k", STEPS, publish=store.publish)
+    tracker.start()
+    stored = store.get("job-1")
+    late = [dict(stored, stalled_seconds=11.0), dict(stored, stalled_seconds=12.0), dict(stored, stalled_seconds=12.0)]
+    answers = [stored, *late]  # connect, three idle refreshes, then the stored snapshot again
+
+    def refresh(_job_id):
+        return answers.pop(0) if answers else store.get("job-1")
+
+    # An hour's heartbeat: every block below comes from a refresh, asked every 10 ms.
+    stream = event_stream(store, "job-1", heartbeat=3600, refresh=refresh, refresh_seconds=0.01)
+    blocks = [parse(next(stream)) for _ in range(5)]
+    assert [b.get("event") for b in blocks] == [None, "progress", "progress", "progress", "progress"]
+    assert {b["id"] for b in blocks[1:]} == {stored["version"]}
+    assert [b["data"].get("stalled_seconds") for b in blocks[1:]] == [None, 11.0, 12.0, None]  # 12.0 once
+    assert blocks[-1]["data"] == stored
+    tracker.advance(imported=1)
+    tracker.flush()
+    following = parse(next(stream))
+    assert following["id"] == stored["version"] + 1 and "stalled_seconds" not in following["data"]
+    tracker.complete()
+    assert [b.get("event") for b in collect(stream)] == ["progress", "done"]
+
+
+def test_a_version_written_twice_with_other_content_is_not_sent_again(store):
+    """Only the app's own notes are sent at a version already sent: a store whose publishers wrote
+    one version twice (the second content differs) is not resent on every refresh."""
+    tracker = ProgressTracker("job-1", "k", STEPS, publish=store.publish)
+    tracker.start()
+    stream = event_stream(store, "job-1", heartbeat=0.05, refresh=store.get, refresh_seconds=0.01)
+    assert parse(next(stream)) == {"retry": 2000}
+    first = parse(next(stream))
+    store._snapshots["job-1"] = dict(first["data"], message="written again at the same version")
+    assert parse(next(stream)) == {"comment": "heartbeat"}  # five refreshes, nothing sent
+    stream.close()
+    tracker.complete()
+
+
+def test_a_reconnect_at_the_current_version_gets_only_what_the_app_changed(store):
+    tracker = ProgressTracker("job-1", "k", STEPS, publish=store.publish)
+    tracker.start()
+    stored = store.get("job-1")
+    version = stored["version"]
+
+    same = event_stream(store, "job-1", last_event_id=version, heartbeat=0.01, refresh=lambda _j: dict(stored))
+    assert [parse(next(same)) for _ in range(2)] == [{"retry": 2000}, {"comment": "heartbeat"}]  # no repeat
+    same.close()
+    noted = event_stream(store, "job-1", last_event_id=version, heartbeat=0.01,
+                         refresh=lambda _j: dict(stored, stalled_seconds=30.0))
+    assert parse(next(noted)) == {"retry": 2000}
+    first = parse(next(noted))
+    assert first["id"] == version and first["data"]["stalled_seconds"] == 30.0
+    assert parse(next(noted)) == {"comment": "heartbeat"}  # the same note is not sent twice
+    noted.close()
     tracker.complete()
 
 

@@ -79,9 +79,14 @@ class JobProgress:
     - url_prefix (JOBPROGRESS_URL_PREFIX, "/jobs"); routes: which of ROUTES to register;
       static_url_path (url_prefix + "/static"): where the browser client is served;
     - authorize(job_id, action) -> bool; snapshot(job_id) -> dict or None, to read snapshots from
-      somewhere else than the store (it is also asked on each idle heartbeat of a stream);
+      somewhere else than the store, or to add what the app knows to them (a stream asks it on
+      connect and every refresh_seconds while idle, and sends its answer when it is newer than
+      what the client has, or of the same version when the keys it adds to the store's snapshot,
+      its notes, changed or went away);
       cancel(job_id) -> bool, to cancel jobs this process does not run;
-    - heartbeat (JOBPROGRESS_HEARTBEAT_SECONDS, 15) and retry_ms (2000) of the stream.
+    - heartbeat (JOBPROGRESS_HEARTBEAT_SECONDS, 15) and retry_ms (2000) of the stream;
+      refresh_seconds (JOBPROGRESS_REFRESH_SECONDS, the heartbeat): how often an idle stream asks
+      the snapshot hook (no more often than the heartbeat when unset).
     """
 
     def __init__(self, app=None, **options):
@@ -100,6 +105,7 @@ class JobProgress:
         options.setdefault("url_prefix", app.config.get("JOBPROGRESS_URL_PREFIX", "/jobs"))
         options.setdefault("heartbeat", app.config.get("JOBPROGRESS_HEARTBEAT_SECONDS", 15.0))
         options.setdefault("retry_ms", 2000)
+        options.setdefault("refresh_seconds", app.config.get("JOBPROGRESS_REFRESH_SECONDS"))
         options["url_prefix"] = options["url_prefix"].rstrip("/")
         options.setdefault("static_url_path", options["url_prefix"] + "/static")
         options.setdefault("routes", ROUTES)
@@ -211,7 +217,8 @@ def _blueprint(url_prefix, routes, static_url_path):
                     return _snapshot(state, jid)
 
         stream = event_stream(state.store, job_id, last_id, heartbeat=state.options["heartbeat"],
-                              retry_ms=state.options["retry_ms"], refresh=refresh)
+                              retry_ms=state.options["retry_ms"], refresh=refresh,
+                              refresh_seconds=state.options["refresh_seconds"])
         return Response(_counted(state, stream), mimetype="text/event-stream", headers=HEADERS)
 
     def cancel(job_id):
