@@ -19,7 +19,7 @@ from modules.importers.scrobbles import Scrobble
 from modules.models import Album, Artist, Listen, Track
 from tests.conftest import make_app
 
-TOKEN = "scrobble-ids-token-0123456789"
+TOKEN = "scrobble-ids-test-token-0123456789"
 AUTH = {"Authorization": f"Token {TOKEN}"}
 NOW = int(time.time())
 
