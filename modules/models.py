@@ -148,6 +148,8 @@ class ListenFeed(db.Model):
     id = sa.Column(sa.Integer, primary_key=True)
     topic = sa.Column(sa.String(64), nullable=False)
     version = sa.Column(sa.Integer, nullable=False, default=0)
+    # The version of the last change other than new listens (a deletion, a rebuild): see claim().
+    rewritten = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
     now_playing = sa.Column(sa.JSON(none_as_null=True))
     now_playing_until = sa.Column(sa.Float)
 

@@ -73,6 +73,9 @@ def seed(app, listens, shelf=()):
         for model, rows in tables:
             if rows:
                 db.session.execute(sa.insert(model), rows)
+                if db.engine.dialect.name == "postgresql" and "id" in rows[0]:  # ids given: move the sequence on
+                    db.session.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{model.__tablename__}', 'id'),"
+                                               f" (SELECT max(id) FROM {model.__tablename__}))"))
         summaries.rebuild(db.session.connection())  # the listens went in by hand, not by write_plays
         db.session.commit()
     return {name: i for name, (i, _) in artists.items()}, {k[1]: v[0] for k, v in albums.items()}
@@ -471,3 +474,69 @@ def test_nothing_is_counted_twice_for_one_listen_a_second(paris_app):
 def test_month_helpers():
     assert analytics.months_between("2023-11", "2024-02") == ["2023-11", "2023-12", "2024-01", "2024-02"]
     assert analytics.month_key((date(2024, 2, 29) - analytics.EPOCH).days * 86400 + 3600) == "2024-02"
+
+
+# ----------------------------------------------------------------------------- kept between versions
+
+
+def test_kept_figures_follow_new_listens_then_a_deletion(loaded, monkeypatch):
+    """All-time streaks, heat map, shelf chart and discoveries are kept per listen_feed version and
+    brought forward by adding the listens stored since (an import's every batch is a version); a
+    deletion makes them computed again. Each step against the listens, counted here one by one."""
+    import types
+
+    from modules.db import db
+    from modules.importers.listens import forget_listens, write_plays
+    from modules.models import Listen
+
+    computed = Counter()
+    for name in ("_local_counts", "_first_listens"):
+        real = getattr(analytics, name)
+        monkeypatch.setattr(analytics, name, lambda *a, _real=real, _name=name: (computed.update([_name]),
+                                                                                 _real(*a))[1])
+    every = list(LISTENS)
+
+    def figures():
+        with loaded.app_context():
+            got = {"streaks": analytics.streaks(PARIS, now=at(PARIS, 2025, 1, 1, 12, 0)),
+                   "discoveries": {m["month"]: m["artists"] for m in analytics.discoveries(PARIS)["months"]
+                                   if m["artists"]},
+                   "heatmap": analytics.heatmap(PARIS, analytics.parse_period("all", PARIS))["cells"],
+                   "plays": {m["month"]: m["plays"] for m in analytics.owned_over_time(PARIS)["months"] if m["plays"]}}
+            db.session.rollback()
+        firsts = {}
+        for ts, artist, *_ in every:
+            firsts[artist.lower()] = min(firsts.get(artist.lower(), ts), ts)
+        days, first, last = expected_longest(every, PARIS)
+        assert got["streaks"]["longest"] == {"days": days, "start": first.isoformat(), "end": last.isoformat()}
+        assert got["streaks"]["days_with_listens"] == len({datetime.fromtimestamp(ts, PARIS).date() for ts, *_ in every})
+        assert got["discoveries"] == dict(Counter(datetime.fromtimestamp(ts, PARIS).strftime("%Y-%m")
+                                                  for ts in firsts.values()))
+        assert got["heatmap"] == expected_cells(every, PARIS)
+        assert got["plays"] == dict(Counter(datetime.fromtimestamp(ts, PARIS).strftime("%Y-%m") for ts, *_ in every))
+
+    def write(plays):
+        with loaded.app_context():
+            write_plays(db.session.connection(), [types.SimpleNamespace(played_at=t, artist=a, album=b, title=s)
+                                                  for t, a, b, s in plays], "lastfm")
+            db.session.commit()
+        every.extend(plays)
+
+    figures()
+    assert computed == {"_local_counts": 2, "_first_listens": 1}  # days and hours of the week, firsts
+    # Earlier than Alpha's first listen (its discovery moves from March to January 2024), a new
+    # artist, and listens that lengthen a run of days, across the change to summer time.
+    write([(at(PARIS, 2024, 1, 2, 9, 0), "Alpha", "First", "a1"), (at(PARIS, 2024, 3, 31, 1, 30), "Zeta", None, "z"),
+           (at(PARIS, 2024, 3, 31, 3, 30), "Zeta", None, "z"), (at(PARIS, 2024, 4, 1, 0, 15), "Zeta", None, "z2")])
+    figures()
+    write([(at(PARIS, 2024, 4, 2, 23, 59), "beta", "Second", "b9")])
+    figures()
+    assert computed == {"_local_counts": 2, "_first_listens": 1}  # brought forward, not computed again
+
+    with loaded.app_context():  # Alpha's January listen goes: its discovery is back in March
+        gone, _ = forget_listens(db.session.connection(), Listen.played_at == at(PARIS, 2024, 1, 2, 9, 0))
+        db.session.commit()
+    assert gone == 1
+    every.remove((at(PARIS, 2024, 1, 2, 9, 0), "Alpha", "First", "a1"))
+    figures()
+    assert computed == {"_local_counts": 4, "_first_listens": 2}

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -39,6 +39,9 @@ class FeedStamp:
     """The feed's topic in the progress store and the version a transaction gave it."""
     topic: str
     version: int
+    # The version of the last change to listens other than new ones (current() reads it): figures
+    # kept for a version at or after it can be brought forward by adding the listens stored since.
+    rewritten: int = field(default=0, compare=False)
 
 
 def _ensure_row(conn):
@@ -49,12 +52,20 @@ def _ensure_row(conn):
 # Sent as plain SQL (the same on SQLite and PostgreSQL): every write of listens starts with it, and
 # building and compiling the statement through SQLAlchemy cost ten times the database's work.
 _CLAIM_SQL = f"UPDATE listen_feed SET version = version + 1 WHERE id = {FEED_ROW} RETURNING topic, version"
+_CLAIM_REWRITE_SQL = (f"UPDATE listen_feed SET version = version + 1, rewritten = version + 1 WHERE id = {FEED_ROW} "
+                      "RETURNING topic, version")
 
 
-def claim(conn, **values):
-    """Bump the version in the caller's transaction (taking the row's lock until it ends)."""
+def claim(conn, rewrites=False, **values):
+    """Bump the version in the caller's transaction (taking the row's lock until it ends).
+
+    `rewrites`: this transaction deletes or changes listens (not only adds some). Every such writer
+    must say so: what a process keeps for a version is otherwise brought forward by adding the
+    listens stored since (analytics.by_listens_version)."""
     for _attempt in range(2):
-        if values:
+        if rewrites:
+            row = conn.exec_driver_sql(_CLAIM_REWRITE_SQL).first()
+        elif values:
             row = conn.execute(feed_t.update().where(feed_t.c.id == FEED_ROW)
                                .values(version=feed_t.c.version + 1, **values)
                                .returning(feed_t.c.topic, feed_t.c.version)).first()
@@ -70,7 +81,8 @@ def current(conn, busy_seconds=0.5):
     """The feed's stamp as committed now, the row made on first use; None when it is still to be made
     and another program holds the database's write lock (a page must not wait for that: the caller
     rolls back and shows its page without the live feed, which the next visit has)."""
-    row = conn.execute(sa.select(feed_t.c.topic, feed_t.c.version).where(feed_t.c.id == FEED_ROW)).first()
+    columns = (feed_t.c.topic, feed_t.c.version, feed_t.c.rewritten)
+    row = conn.execute(sa.select(*columns).where(feed_t.c.id == FEED_ROW)).first()
     if row is None:
         try:
             _ensure_row(conn.execution_options(**{BUSY_SECONDS: busy_seconds}))
@@ -78,8 +90,8 @@ def current(conn, busy_seconds=0.5):
             if transient_reason(exc) is None:
                 raise
             return None
-        row = conn.execute(sa.select(feed_t.c.topic, feed_t.c.version).where(feed_t.c.id == FEED_ROW)).first()
-    return FeedStamp(row[0], row[1])
+        row = conn.execute(sa.select(*columns).where(feed_t.c.id == FEED_ROW)).first()
+    return FeedStamp(row[0], row[1], row[2])
 
 
 def set_now_playing(conn, track, duration_seconds=None, now=None):

@@ -300,7 +300,7 @@ def write_plays(conn, plays, source, job_id=None, cache=None):
 def forget_listens(conn, where):
     """Delete the listens matching `where` (a SQLAlchemy condition on listens) and uncount them from
     the summaries, in the caller's transaction. Returns how many were deleted."""
-    feed = listen_feed.claim(conn)  # ordered after every other writer of listens, as write_plays
+    feed = listen_feed.claim(conn, rewrites=True)  # ordered after every other writer of listens, as write_plays
     gone = conn.execute(listens_t.delete().where(where).returning(
         listens_t.c.played_at, listens_t.c.artist_id, listens_t.c.album_id, listens_t.c.track_id)).all()
     summaries.remove(conn, gone)

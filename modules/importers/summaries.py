@@ -196,8 +196,8 @@ def remove(conn, rows):
 
 def rebuild(conn):
     """Every summary computed again from the listens (a few statements, one scan each). Bumps the
-    listen_feed version: what a process kept for the listens before is stale."""
-    listen_feed.claim(conn)
+    listen_feed version as a rewrite: what a process kept for the listens before is stale."""
+    listen_feed.claim(conn, rewrites=True)
     rebuild_totals(conn)
     rebuild_months(conn)
 

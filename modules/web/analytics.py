@@ -202,33 +202,69 @@ def local_counts(tz, period=None, how=LOCAL_DAY):
     key = (tz.key, period.start, period.end, how)
     if key not in cache:
         if period.start is None and period.end is None:  # all time: the same until listens change
-            cache[key] = by_listens_version(key, lambda: _local_counts(tz, period, how))
+            cache[key] = by_listens_version(key, lambda: _local_counts(tz, period, how),
+                                            advance=functools.partial(_add_local, tz, how))
         else:
             cache[key] = _local_counts(tz, period, how)
     return cache[key]
 
 
-def by_listens_version(key, compute):
+ADVANCE_MAX = 20_000  # new listens read to bring a kept figure forward; more, and it is computed again
+
+
+def by_listens_version(key, compute, advance=None):
     """compute(), kept in this process until the listens change: every writer of listens bumps the
     listen_feed version in its own transaction (importers/listen_feed.claim), so a figure computed
     between two reads of the same version is the figure for every reader of that version. Only for
-    figures of the listens alone (not the collection, not the clock)."""
-    kept = current_app.extensions.setdefault("analytics_kept", {"stamp": None, "values": {}})  # one per app
+    figures of the listens alone (not the collection, not the clock).
+
+    `advance(value, new)`: the kept value with the listens stored since added (`new`: rows of id,
+    played_at and artist_id, by id), a new value. When the only change since the kept version is new
+    listens (no writer has claimed a rewrite since: deletions and rebuilds do), the next version
+    costs reading those listens instead of computing again: during an import, each batch is a new
+    version. The new listens are those above the highest id the value counted (ids grow in commit
+    order: writers of listens are serialised by the feed's row lock and take their ids after it),
+    and their number must make up the change in the listens' total, or the value is computed again.
+    """
+    kept = current_app.extensions.setdefault("analytics_kept", {"stamp": None, "values": {}, "bases": {}})
     conn = db.session.connection()
     before = listen_feed.current(conn)
     if before is not None and kept["stamp"] == before and key in kept["values"]:
         return kept["values"][key]
-    value = compute()
+    value, base = None, kept["bases"].get(key) if advance is not None else None
+    if before is not None and base is not None:
+        stamp, high, total, old = base
+        if stamp.topic == before.topic and before.rewritten <= stamp.version <= before.version:
+            new = conn.execute(sa.select(Listen.id, Listen.played_at, Listen.artist_id).where(Listen.id > high)
+                               .order_by(Listen.id).limit(ADVANCE_MAX + 1)).all()
+            now_total = summaries.count(conn)
+            if len(new) <= ADVANCE_MAX and now_total == total + len(new):
+                value = advance(old, new)
+                high, total = (new[-1].id if new else high), now_total
+    if value is None:
+        if advance is not None:
+            high = conn.execute(sa.select(sa.func.max(Listen.id))).scalar() or 0
+            total = summaries.count(conn)
+        value = compute()
     after = listen_feed.current(conn)
     if before is not None and after == before:
         if kept["stamp"] != before:
             kept["stamp"], kept["values"] = before, {}
         kept["values"][key] = value
+        if advance is not None:
+            kept["bases"][key] = (before, high, total, value)
     return value
 
 
 def _local_key(local, how):
     return (local // 3600 + 72) % 168 if how == WEEK_HOUR else local // DAY
+
+
+def _add_local(tz, how, counts, new):
+    out, clock = Counter(counts), LocalClock(tz)
+    for row in new:
+        out[_local_key(clock.local(row.played_at), how)] += 1
+    return out
 
 
 def _local_counts(tz, period, how):
@@ -444,23 +480,40 @@ def streaks(tz, now=None):
 
 def discoveries(tz):
     """Artists discovered per local month: the month of each artist's first listen, gaps filled."""
-    return by_listens_version(("discoveries", tz.key), lambda: _discoveries(tz))
-
-
-def _discoveries(tz):
-    # Grouped by local day in the database, one query per span of one UTC offset.
-    first_at, per_month = ArtistPlays.first_played_at, {}
-    lo, hi = db.session.execute(sa.select(sa.func.min(first_at), sa.func.max(first_at))).one()
-    for seg_from, seg_to, offset in offset_segments(tz, lo, hi + 1, 1) if lo is not None else ():
-        day = (first_at + offset) // DAY
-        for value, n in db.session.execute(sa.select(day, sa.func.count()).where(
-                first_at >= seg_from, first_at < seg_to).group_by(day)):
-            key = month_key(int(value) * DAY)
-            per_month[key] = per_month.get(key, 0) + n
+    _firsts, per_month = by_listens_version(("discoveries", tz.key), lambda: _first_listens(tz),
+                                            advance=functools.partial(_add_first_listens, tz))
+    per_month = {m: n for m, n in per_month.items() if n}
     if not per_month:
         return {"months": [], "total": 0}
     months = [{"month": m, "artists": per_month.get(m, 0)} for m in months_between(min(per_month), max(per_month))]
     return {"months": months, "total": sum(per_month.values())}
+
+
+def _first_listens(tz):
+    """({artist id: UTC seconds of the first listen}, Counter of local months), from artist_plays."""
+    clock, firsts, per_month = LocalClock(tz), {}, Counter()
+    for artist_id, first in db.session.execute(sa.select(ArtistPlays.artist_id, ArtistPlays.first_played_at)):
+        firsts[artist_id] = first
+        per_month[month_key(clock.local(first))] += 1
+    return firsts, per_month
+
+
+def _add_first_listens(tz, kept, new):
+    firsts, per_month = kept
+    clock, changed = LocalClock(tz), {}
+    for row in new:
+        first = changed.get(row.artist_id, firsts.get(row.artist_id))
+        if first is None or row.played_at < first:
+            changed[row.artist_id] = row.played_at
+    if not changed:
+        return kept
+    firsts, per_month = dict(firsts), Counter(per_month)
+    for artist_id, first in changed.items():
+        if artist_id in firsts:
+            per_month[month_key(clock.local(firsts[artist_id]))] -= 1
+        per_month[month_key(clock.local(first))] += 1
+        firsts[artist_id] = first
+    return firsts, per_month
 
 
 def unplayed(limit=DEFAULT_LIMIT):
