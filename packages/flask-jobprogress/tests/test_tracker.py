@@ -497,7 +497,8 @@ def test_nothing_is_published_when_nothing_changed():
     tracker.complete()
 
 
-def test_a_failing_publish_does_not_break_the_job():
+def test_a_failing_publish_does_not_break_the_job(caplog):
+    caplog.set_level("INFO", logger="flask_jobprogress.tracker")
     store = MemoryStore()
     attempts = []
 
@@ -517,6 +518,10 @@ def test_a_failing_publish_does_not_break_the_job():
     tracker.complete(redirect_url="/done")
     assert store.get("j")["status"] == "completed" and store.get("j")["done"] == 10
     assert len(attempts) > 3
+    # One warning line for the run of failures (no traceback), one when publishing works again.
+    lines = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert lines == [("WARNING", "progress publish failed for job j (retrying): ConnectionError: store is down", None),
+                     ("WARNING", "progress publish of job j works again", None)]
 
 
 def test_a_failed_final_publish_is_retried():

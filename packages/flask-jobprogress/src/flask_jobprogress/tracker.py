@@ -445,7 +445,11 @@ class ProgressTracker:
                 import logging
                 log = logging.getLogger(__name__)
                 if not self._publish_failing:  # once per run of failures, not every tick
-                    log.exception("progress publish failed for job %s", self.id)
+                    # One line: a busy or unreachable store is expected now and then and the
+                    # publish is retried; the traceback is there at debug level.
+                    log.warning("progress publish failed for job %s (retrying): %s: %s",
+                                self.id, type(exc).__name__, exc)
+                    log.debug("progress publish failure of job %s", self.id, exc_info=True)
                 else:
                     log.debug("progress publish still failing for job %s: %s", self.id, exc)
                 self._publish_failing = True
