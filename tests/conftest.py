@@ -164,14 +164,29 @@ def pytest_report_header(config):
     return f"database: {DATABASE}" + (f" ({POSTGRES.server_url.render_as_string()})" if POSTGRES else "")
 
 
-def pytest_collection_modifyitems(config, items):
-    # Tests about the other engine are deselected, not skipped: they run in that engine's pass, and a
-    # skip would look like a missing service.
+# A test reaches the suite's database through one of these fixtures (the app's and the package's
+# conftest both name theirs database_url); every app, server and engine of a test is built on them.
+DATABASE_FIXTURES = {"migrated_template", "database_url"}
+
+
+def _runs_in_this_pass(item):
     other = "sqlite_only" if POSTGRES is not None else "postgresql_only"
-    dropped = [item for item in items if item.get_closest_marker(other) is not None]
+    if item.get_closest_marker(other) is not None:
+        return False
+    if POSTGRES is None or item.get_closest_marker("postgresql_only") is not None:
+        return True
+    # The PostgreSQL pass runs what depends on the database: a test without a database fixture runs
+    # the same code on the same SQLite file (or none) in both passes, so once, in the SQLite pass.
+    return bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests about the other engine, and in the PostgreSQL pass the tests that use no database, are
+    # deselected, not skipped: they run in the other pass, and a skip would look like a missing service.
+    dropped = [item for item in items if not _runs_in_this_pass(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item.get_closest_marker(other) is None]
+        items[:] = [item for item in items if _runs_in_this_pass(item)]
 
 
 def pytest_unconfigure(config):
