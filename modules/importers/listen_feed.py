@@ -52,8 +52,6 @@ def _ensure_row(conn):
 # Sent as plain SQL (the same on SQLite and PostgreSQL): every write of listens starts with it, and
 # building and compiling the statement through SQLAlchemy cost ten times the database's work.
 _CLAIM_SQL = f"UPDATE listen_feed SET version = version + 1 WHERE id = {FEED_ROW} RETURNING topic, version"
-_CLAIM_REWRITE_SQL = (f"UPDATE listen_feed SET version = version + 1, rewritten = version + 1 WHERE id = {FEED_ROW} "
-                      "RETURNING topic, version")
 
 
 def claim(conn, rewrites=False, **values):
@@ -62,10 +60,10 @@ def claim(conn, rewrites=False, **values):
     `rewrites`: this transaction deletes or changes listens (not only adds some). Every such writer
     must say so: what a process keeps for a version is otherwise brought forward by adding the
     listens stored since (analytics.by_listens_version)."""
+    if rewrites:  # rare (deletions, rebuilds): the general statement below, not a plain-SQL copy
+        values["rewritten"] = feed_t.c.version + 1
     for _attempt in range(2):
-        if rewrites:
-            row = conn.exec_driver_sql(_CLAIM_REWRITE_SQL).first()
-        elif values:
+        if values:
             row = conn.execute(feed_t.update().where(feed_t.c.id == FEED_ROW)
                                .values(version=feed_t.c.version + 1, **values)
                                .returning(feed_t.c.topic, feed_t.c.version)).first()
