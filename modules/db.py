@@ -20,6 +20,7 @@ migrate = Migrate()
 # Execution options (engine, connection or statement) read by the SQLite lock wait below.
 BUSY_SECONDS = "sillon_busy_seconds"  # most seconds one statement waits for another's lock
 BUSY_LISTENER = "sillon_busy_listener"  # called with the seconds waited so far; may raise to stop
+BEFORE_STATEMENT = "sillon_before_statement"  # called with no argument before each statement is sent
 # Inside SQLite a statement waits at most this long: that wait blocks the whole process (every
 # greenlet of a gevent worker). Past it the wait goes on in Python, between short tries.
 SQLITE_C_BUSY_SECONDS = 0.01
@@ -31,6 +32,7 @@ def init_app(app):
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]), render_as_batch=True)
     with app.app_context():
         engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", _before_statement)
         if engine.dialect.name == "sqlite":
             busy = float(app.config.get("SQLITE_BUSY_TIMEOUT_SECONDS", 30.0))
             c_busy_ms = int(min(busy, SQLITE_C_BUSY_SECONDS) * 1000)
@@ -38,6 +40,13 @@ def init_app(app):
             for name, runs in (("do_execute", _run_execute), ("do_executemany", _run_executemany),
                                ("do_execute_no_params", _run_execute_no_params)):
                 sa.event.listen(engine, name, functools.partial(_wait_out_locks, runs=runs, busy_seconds=busy))
+
+
+def _before_statement(_conn, _cursor, _statement, _parameters, context, _executemany):
+    """A connection's BEFORE_STATEMENT option, if any (a job gives way to pages there: jobs/pacing.py)."""
+    hook = context.execution_options.get(BEFORE_STATEMENT) if context is not None else None
+    if hook is not None:
+        hook()
 
 
 def _sqlite_pragmas(dbapi_conn, _record, busy_ms=10):

@@ -185,6 +185,7 @@ def _read_one(ctx, i, f):
                                      name=f["name"])
         rows, seen = 0, 0
         for rows, _ in enumerate(reader, 1):
+            ctx.give_way()
             if rows % READ_YIELD_ROWS == 0:
                 tracker.advance(reader.bytes_read - seen)
                 seen = reader.bytes_read
@@ -239,11 +240,11 @@ def save_rows(ctx, f, report, sub, done_before, errors, commit):
     """Read file `f` from row `done_before` on and hand its rows to `commit(batch, rows_done)` in
     batches. `report` is the tracker (or, for a part of a Celery group, what stands in for it).
     Returns where the file broke off ("name, line N: why") or None."""
-    batch_size = ctx.settings["IMPORT_BATCH_SIZE"]
     reader = formats.open_reader(f["path"], f["info"], min_play_ms=ctx.settings["MIN_PLAY_SECONDS"] * 1000,
                                  name=f["name"])
     batch, done, broken = [], 0, None
     for done, (line, item) in enumerate(reader, 1):
+        ctx.give_way()
         if done <= done_before:
             continue
         if isinstance(item, formats.FileError):
@@ -260,7 +261,7 @@ def save_rows(ctx, f, report, sub, done_before, errors, commit):
             batch.append(("skip", item.reason))
         else:
             batch.append(("row", item))
-        if len(batch) >= batch_size:
+        if len(batch) >= ctx.batch_rows():
             commit(batch, done)
             report.update_substep("save", sub, done=done)
             batch = []

@@ -7,7 +7,7 @@ import gevent
 import sqlalchemy as sa
 from gevent import monkey
 
-from ..db import BUSY_LISTENER, db, transient_reason
+from ..db import BEFORE_STATEMENT, BUSY_LISTENER, db, transient_reason
 from ..models import Job
 from ..waiting import GaveUp, Patience, call_with_retries, wait_message
 from . import pacing
@@ -52,6 +52,7 @@ class JobContext:
         # returns the parts' checkpoint entries, or None to save them in this thread (lifecycle.py).
         self.save_files_elsewhere = save_files_elsewhere
         self._started_from = self.checkpoint
+        self._rests_inside = None  # rests_in_transactions(), once looked up
         self._looked = 0.0
         # Taken now: check() is also called from an import's fetch threads, outside the app context.
         self._engine = db.engine if generation is not None else None
@@ -85,6 +86,29 @@ class JobContext:
         if row.cancel_requested:
             self.tracker.request_cancel()
             raise JobCancelled()
+
+    @staticmethod
+    def give_way():
+        """Call at every row of a long loop, outside a transaction: rests while this process answers
+        a request (pacing.py). Costs next to nothing otherwise."""
+        pacing.give_way()
+
+    def rests_in_transactions(self):
+        """Whether this job may rest inside its transactions (before each statement of `write`).
+
+        On PostgreSQL a job's transaction locks only the listen feed's row, which writers of listens
+        wait for a moment; on SQLite it holds the database's one write lock, which every writer
+        waits for (the progress store 0.5 s), so there the job writes smaller transactions while
+        pages are answered instead (`batch_rows`). Why: docs/design-performance.md."""
+        if self._rests_inside is None:
+            self._rests_inside = db.engine.dialect.name != "sqlite"
+        return self._rests_inside
+
+    def batch_rows(self):
+        """Rows to write in one transaction now: IMPORT_BATCH_SIZE; on SQLite fewer while this
+        process answers a request, so that a page shares the process with one short transaction."""
+        usual = int(self.settings["IMPORT_BATCH_SIZE"])
+        return usual if self.rests_in_transactions() else pacing.batch_rows(usual)
 
     def still_owner(self):
         """Whether the job is still this runner's (looked up now; True when the database cannot say)."""
@@ -141,6 +165,7 @@ class JobContext:
                             tries_setting="DB_WRITE_ATTEMPTS")
         shown_before = self.tracker.message
         shown = {"waited": None, "last": None}  # the wait messages this write put up
+        rests_inside = self.rests_in_transactions()
 
         def show(message):
             shown["last"] = message
@@ -159,7 +184,8 @@ class JobContext:
         def attempt():
             try:
                 with db.engine.begin() as conn:
-                    conn.execution_options(**{BUSY_LISTENER: show_lock_wait})
+                    conn.execution_options(**{BUSY_LISTENER: show_lock_wait,
+                                              BEFORE_STATEMENT: pacing.give_way if rests_inside else None})
                     return work(conn)
             except sa.exc.DBAPIError as exc:
                 if self.ids is not None and transient_reason(exc) is not None:

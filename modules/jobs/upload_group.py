@@ -149,6 +149,13 @@ class PartContext:
     def __init__(self, job_id, settings, store=None):
         self.job_id, self.settings, self.store = job_id, settings, store
 
+    @staticmethod
+    def give_way():
+        """A part runs in a Celery worker, which answers no requests: nothing to give way to."""
+
+    def batch_rows(self):
+        return int(self.settings["IMPORT_BATCH_SIZE"])
+
 
 def run_part(app, job_id, index, file):
     """Save file `index` of upload job `job_id` if nobody else is; returns what happened."""

@@ -505,7 +505,8 @@ def test_a_failing_publish_does_not_break_the_job(caplog):
     def flaky_publish(snapshot):
         attempts.append(snapshot["version"])
         if len(attempts) <= 3:
-            raise ConnectionError("store is down")
+            # As a database driver's error reads: the statement and the snapshot on the next lines.
+            raise ConnectionError(f"store is down\n[SQL: UPDATE snapshots SET snapshot=?]\n[parameters: {snapshot!r}]")
         store.publish(snapshot)
 
     tracker = ProgressTracker("j", "k", STEPS, publish=flaky_publish, min_interval=0.01)
@@ -518,7 +519,7 @@ def test_a_failing_publish_does_not_break_the_job(caplog):
     tracker.complete(redirect_url="/done")
     assert store.get("j")["status"] == "completed" and store.get("j")["done"] == 10
     assert len(attempts) > 3
-    # One warning line for the run of failures (no traceback), one when publishing works again.
+    # One warning line for the run of failures (no traceback, no statement), one when publishing works again.
     lines = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
     assert lines == [("WARNING", "progress publish failed for job j (retrying): ConnectionError: store is down", None),
                      ("WARNING", "progress publish of job j works again", None)]

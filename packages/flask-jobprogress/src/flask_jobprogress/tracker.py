@@ -447,8 +447,11 @@ class ProgressTracker:
                 if not self._publish_failing:  # once per run of failures, not every tick
                     # One line: a busy or unreachable store is expected now and then and the
                     # publish is retried; the traceback is there at debug level.
+                    # Only the error's first line: a database driver's error goes on with the
+                    # statement and its parameters (the whole snapshot).
+                    first = next(iter(str(exc).splitlines()), "")
                     log.warning("progress publish failed for job %s (retrying): %s: %s",
-                                self.id, type(exc).__name__, exc)
+                                self.id, type(exc).__name__, first)
                     log.debug("progress publish failure of job %s", self.id, exc_info=True)
                 else:
                     log.debug("progress publish still failing for job %s: %s", self.id, exc)
