@@ -394,3 +394,31 @@ def test_streams_and_requests_stay_live_during_a_big_import(api):
     finally:
         if stream is not None:
             stream.close()
+
+
+def test_a_stopping_server_ends_its_open_streams_at_once_without_done(server_factory):
+    """SIGTERM (a stop, a restart): a job's stream and the journal's stream end without a `done`
+    event, so their pages reconnect to the server that answers next, and gunicorn does not wait out
+    its graceful timeout for them (before, each stop with an open stream took graceful_timeout)."""
+    import os
+    import signal
+
+    # The shipped heartbeat (15 s): a waiting stream would not write before the graceful timeout.
+    server = server_factory()
+    job = start_check(server.url, duration=60, rate=2)
+    job_stream = EventStream(server.url + job["events_url"], read_timeout=60)
+    journal_stream = EventStream(server.url + "/journal/events", read_timeout=60)
+    try:
+        assert job_stream.next_event()["data"]["status"] in ("queued", "running")
+        assert next(iter(journal_stream)) == {"retry": 2000, "at": pytest.approx(time.monotonic(), abs=60)}
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        job_events = events_of(job_stream.read_to_end(timeout=60))
+        journal_blocks = journal_stream.read_to_end(timeout=60)
+        assert server.proc.wait(60) == 0
+    finally:
+        job_stream.close()
+        journal_stream.close()
+    assert "done" not in [e["event"] for e in job_events]
+    assert [b for b in journal_blocks if "event" in b] == []
+    log = server.log()
+    assert "Worker graceful timeout" not in log, log

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, Response, current_app, render_template, request
+from flask_jobprogress import streams_ending
 
 from ..db import db
 from ..importers import listen_feed
@@ -40,6 +41,8 @@ def feed_stream(store, topic, after, heartbeat, retry_ms=2000):
         while True:
             newer = sub.wait(last, heartbeat)
             if newer is None:
+                if streams_ending():
+                    return  # the server is stopping: the browser reconnects to the next one
                 yield ": heartbeat\n\n"  # also how a closed browser is noticed
                 continue
             last = newer["version"]

@@ -278,3 +278,38 @@ def test_format_event_and_last_event_id():
     assert parse_last_event_id("12") == 12
     assert parse_last_event_id(None) is None and parse_last_event_id("") is None
     assert parse_last_event_id("abc") is None
+
+
+END_STREAMS = r"""
+import threading
+from flask_jobprogress import MemoryStore, ProgressTracker, end_streams, event_stream, streams_ending
+
+store = MemoryStore()
+tracker = ProgressTracker("j", "k", [("work", "Work")], publish=store.publish)
+tracker.start()
+tracker.start_step("work")
+tracker.flush()
+stream = event_stream(store, "j", heartbeat=3600)
+seen = [next(stream), next(stream)]  # retry, then the running snapshot
+ended = []
+reader = threading.Thread(target=lambda: ended.extend(stream))  # waits for the next change
+reader.start()
+assert not streams_ending()
+end_streams()
+reader.join(60)
+print("ended" if not reader.is_alive() else "still open", ended, streams_ending())
+later = store.subscribe("j")
+print("later wait", later.wait(10 ** 6, 3600))
+"""
+
+
+def test_end_streams_ends_a_waiting_stream_without_done_and_every_later_wait():
+    """For a server's shutdown: a stream between heartbeats returns at once, with no `done` event (so
+    the browser reconnects elsewhere); waits after it return at once too. In a process of its own:
+    it is for good."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", END_STREAMS], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["ended [] True", "later wait None"]

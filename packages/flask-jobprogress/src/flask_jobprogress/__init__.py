@@ -8,7 +8,7 @@ import them only when used, so an app without SQLAlchemy or redis installed neve
 from .extension import Cancelled, JobProgress, make_store
 from .sse import HEADERS as SSE_HEADERS
 from .sse import event_stream, format_event, parse_last_event_id
-from .store import Fanout, MemoryStore, Subscription
+from .store import Fanout, MemoryStore, Subscription, end_streams, streams_ending
 from .tracker import (
     CANCELLED,
     COMPLETED,
@@ -27,7 +27,8 @@ from .tracker import (
 
 __version__ = "0.1.0"
 __all__ = ["ProgressTracker", "JobProgress", "Cancelled", "make_store", "MemoryStore", "DatabaseStore",
-           "RedisStore", "PartReport", "GroupFollower", "Fanout", "Subscription", "event_stream",
+           "RedisStore", "PartReport", "GroupFollower", "Fanout", "Subscription", "end_streams", "streams_ending",
+           "event_stream",
            "format_event", "parse_last_event_id", "SSE_HEADERS", "FINAL_STATUSES", "QUEUED", "RUNNING",
            "COMPLETED", "ERROR", "CANCELLED", "INTERRUPTED", "PENDING", "IN_PROGRESS", "STEP_COMPLETED",
            "STEP_ERROR", "SKIPPED", "__version__"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from .store import streams_ending
 from .tracker import FINAL_STATUSES
 
 HEADERS = {
@@ -81,6 +82,8 @@ def event_stream(store, job_id, last_event_id=None, *, heartbeat=15.0, retry_ms=
         next_beat = time.monotonic() + heartbeat
         while snap["status"] not in FINAL_STATUSES:
             newer = sub.wait(last, max(0.0, min(every, next_beat - time.monotonic())))
+            if newer is None and streams_ending():
+                return  # the server is stopping: no `done`, so the browser reconnects to the next one
             if newer is not None:
                 base, notes = newer, {}
                 event = _progress_event(newer)  # from the store: the same text for every stream

@@ -10,18 +10,45 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
+
+_ending = threading.Event()
+_open = weakref.WeakSet()  # every Subscription of this process not yet closed
+_open_lock = threading.Lock()
+
+
+def end_streams():
+    """End every event stream this process serves, now and from now on: for a server's shutdown.
+
+    Each waiting Subscription.wait returns None at once (and every later one), and `streams_ending()`
+    turns true: the package's event stream returns without a `done` event, so the browser's
+    EventSource reconnects after its `retry` to the server that answers next. Without it a graceful
+    shutdown waits for its timeout: a stream between two heartbeats does not know it should end.
+    """
+    _ending.set()
+    with _open_lock:
+        subs = list(_open)
+    for sub in subs:
+        sub._event.set()
+
+
+def streams_ending():
+    """True once `end_streams()` was called: a stream of the app's own should return (see end_streams)."""
+    return _ending.is_set()
 
 
 class Subscription:
     """One open stream's view of one job: the latest snapshot and an event to wait on."""
 
-    __slots__ = ("job_id", "_event", "_latest", "_fanout")
+    __slots__ = ("job_id", "_event", "_latest", "_fanout", "__weakref__")
 
     def __init__(self, fanout, job_id):
         self.job_id = job_id
         self._fanout = fanout
         self._event = threading.Event()
         self._latest = None
+        with _open_lock:
+            _open.add(self)
 
     def _deliver(self, snapshot):
         latest = self._latest
@@ -30,20 +57,23 @@ class Subscription:
             self._event.set()
 
     def wait(self, after_version, timeout):
-        """The newest snapshot with a version above `after_version`, or None after `timeout`."""
+        """The newest snapshot with a version above `after_version`, or None after `timeout` (at once
+        when the process ends its streams: `end_streams`)."""
         deadline = time.monotonic() + timeout
         while True:
             latest = self._latest
             if latest is not None and latest["version"] > after_version:
                 return latest
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or _ending.is_set():
                 return None
             self._event.wait(remaining)
             self._event.clear()
 
     def close(self):
         self._fanout.unsubscribe(self)
+        with _open_lock:
+            _open.discard(self)
 
 
 class Fanout:
