@@ -240,6 +240,7 @@ def save_rows(ctx, f, report, sub, done_before, errors, commit):
     """Read file `f` from row `done_before` on and hand its rows to `commit(batch, rows_done)` in
     batches. `report` is the tracker (or, for a part of a Celery group, what stands in for it).
     Returns where the file broke off ("name, line N: why") or None."""
+    batch_size = ctx.settings["IMPORT_BATCH_SIZE"]
     reader = formats.open_reader(f["path"], f["info"], min_play_ms=ctx.settings["MIN_PLAY_SECONDS"] * 1000,
                                  name=f["name"])
     batch, done, broken = [], 0, None
@@ -261,7 +262,7 @@ def save_rows(ctx, f, report, sub, done_before, errors, commit):
             batch.append(("skip", item.reason))
         else:
             batch.append(("row", item))
-        if len(batch) >= ctx.batch_rows():
+        if len(batch) >= ctx.batch_rows(batch_size):
             commit(batch, done)
             report.update_substep("save", sub, done=done)
             batch = []

@@ -104,10 +104,9 @@ class JobContext:
             self._rests_inside = db.engine.dialect.name != "sqlite"
         return self._rests_inside
 
-    def batch_rows(self):
-        """Rows to write in one transaction now: IMPORT_BATCH_SIZE; on SQLite fewer while this
+    def batch_rows(self, usual):
+        """Rows to write in one transaction now: `usual` (IMPORT_BATCH_SIZE); on SQLite fewer while this
         process answers a request, so that a page shares the process with one short transaction."""
-        usual = int(self.settings["IMPORT_BATCH_SIZE"])
         return usual if self.rests_in_transactions() else pacing.batch_rows(usual)
 
     def still_owner(self):
