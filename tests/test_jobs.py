@@ -100,10 +100,15 @@ def test_a_job_whose_process_died_is_continued_by_itself(app, client):
     assert job.takeovers[0]["to"].endswith(f":{os.getpid()}") and job.takeovers[0]["done"] is None
 
 
-def test_stale_heartbeat_from_another_host_is_continued_here(app, client):
+def test_stale_heartbeat_from_another_host_is_continued_here(app, client, caplog):
     job_id = "cafe" * 8
     add_orphan(app, job_id, "elsewhere:1", time.time() - 3600)
-    client.get(f"/api/v1/jobs/{job_id}")
+    with caplog.at_level("WARNING", logger="modules.jobs.reaper"):
+        client.get(f"/api/v1/jobs/{job_id}")
+    # the log names the process that stopped, not this one (which owns the job once it is taken)
+    assert [r.getMessage() for r in caplog.records if r.name == "modules.jobs.reaper"] == [
+        f"job {job_id} (progress_check): server process on elsewhere (pid 1) stopped; "
+        "continuing it from its checkpoint (takeover 1 in a row)"]
     assert wait_for_job(app, job_id)["status"] == "completed"
     assert job_row(app, job_id).takeovers[0]["from"] == "elsewhere:1"
     page = client.get(f"/progress/{job_id}").get_data(as_text=True)

@@ -20,9 +20,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 
 import psutil
 import pytest
+import sqlalchemy as sa
 
 from tests.browsing import needs_chromium
 from tests.test_faults_worker_kill import database_url, takeovers
@@ -83,8 +85,50 @@ class Watch:
         self.trigger = (condition, action)
 
 
-def pause(server):
-    os.killpg(server.proc.pid, signal.SIGSTOP)
+def pause(server, instance):
+    """SIGSTOP `server` at a moment none of its processes holds a write lock on the database.
+
+    A runner hung in the middle of a write holds up every writer, B's takeover included, until it
+    is killed: that is the database-lock fault (docs/faults.md, tests/test_faults_db_lock_server.py),
+    not the quiet worker this test is about. It holds such a lock about 0.1% of the time here, more
+    on a loaded machine, so a stop at a random moment sometimes lands in one: then A is continued
+    at once and stopped again a moment later.
+    """
+    for _ in range(200):
+        os.killpg(server.proc.pid, signal.SIGSTOP)
+        if not writing(server, instance):
+            return
+        os.killpg(server.proc.pid, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the server was in the middle of a write at each of 200 tries")
+
+
+def writing(server, instance):
+    """Whether a process of `server` is inside a write transaction: on SQLite, holds one of the WAL
+    locks (bytes 120-127 of the -shm file, as /proc/locks lists them); on PostgreSQL, has one of its
+    connections in a transaction that has written (pg_stat_activity.backend_xid)."""
+    pids = {server.proc.pid} | worker_pids(server)
+    url = database_url(instance)
+    if url.startswith("sqlite"):
+        inode = str((instance / "sillon.db-shm").stat().st_ino)
+        with open("/proc/locks") as locks:
+            for line in locks:
+                parts = line.split()  # e.g. "1: POSIX  ADVISORY  WRITE 8070 08:01:1234 120 120"
+                if (len(parts) >= 8 and parts[3] == "WRITE" and int(parts[4]) in pids
+                        and parts[5].rpartition(":")[2] == inode and 120 <= int(parts[6]) <= 127):
+                    return True
+        return False
+    server_port = sa.engine.make_url(url).port or 5432
+    ports = [c.laddr.port for pid in pids for c in psutil.Process(pid).net_connections(kind="tcp")
+             if c.raddr and c.raddr.port == server_port]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY(:ports) AND backend_xid IS NOT NULL"),
+                {"ports": ports}).scalar())
+    finally:
+        engine.dispose()
 
 
 def resume(server):
@@ -135,7 +179,7 @@ def test_a_quiet_worker_is_shown_stalled_then_back_then_continued_elsewhere(two,
         # 1-2: A stops; the note appears (and its seconds grow); A continued at the first note.
         first_note = len(watch.states)
         watch.when(lambda s: s["stalled"], lambda: resume(a))
-        pause(a)
+        pause(a, instance)
         page.wait_for_function("() => document.getElementById('stalled').hidden === false")
         page.wait_for_function("() => document.getElementById('stalled').hidden === true"
                                " && document.getElementById('progress').dataset.stalled === 'false'")
@@ -154,7 +198,7 @@ def test_a_quiet_worker_is_shown_stalled_then_back_then_continued_elsewhere(two,
         # 3: A stops for good; the note, then B's takeover (the note goes while A is still stopped:
         # only B can have sent that), the job going on there; A, continued, writes nothing more.
         second_note = len(watch.states)
-        pause(a)
+        pause(a, instance)
         page.wait_for_function("() => document.getElementById('stalled').hidden === false")
         page.wait_for_function("() => document.getElementById('stalled').hidden === true", timeout=60_000)
         history = takeovers(database_url(instance), job_id)
@@ -175,5 +219,9 @@ def test_a_quiet_worker_is_shown_stalled_then_back_then_continued_elsewhere(two,
         assert page.evaluate("window.__loadedOnce") == 1, "the page was reloaded"
         assert worker_pids(a) == a_workers  # A's worker was stopped, never replaced
         assert not errors, errors
+    except BaseException:
+        for name, server in (("A", a), ("B", b)):  # shown by pytest with the failure
+            print(f"--- server {name} ({server.url}), last lines of its log:\n{server.log()}")
+        raise
     finally:
         context.close()

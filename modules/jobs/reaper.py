@@ -82,15 +82,15 @@ def take_over(job_id, generation, now):
     if job is None or job.generation != generation:
         return False
     snap = lifecycle.store().get(job_id) or {}
-    streak = job.takeover_streak + 1
-    entry = {"at": now, "from": job.owner, "done": snap.get("done"), "total": snap.get("total"),
+    streak, previous = job.takeover_streak + 1, job.owner  # read now: the commit below expires `job`
+    entry = {"at": now, "from": previous, "done": snap.get("done"), "total": snap.get("total"),
              "step": snap.get("current_step"), "generation": generation + 1}
     values = {"generation": generation + 1, "takeovers": [*(job.takeovers or []), entry], "heartbeat_at": now}
     if not settings["JOB_AUTO_RESUME"] and job.status != INTERRUPTED:
         values.update(takeovers=job.takeovers, status=INTERRUPTED, active_kind=None, message=INTERRUPTED_MESSAGE, finished_at=now)
         outcome = INTERRUPTED
     elif streak > settings["JOB_MAX_TAKEOVERS"]:
-        values.update(status=ERROR, active_kind=None, message=exhausted_message(streak, job.owner), finished_at=now)
+        values.update(status=ERROR, active_kind=None, message=exhausted_message(streak, previous), finished_at=now)
         outcome = ERROR
     else:
         runner = current_app.extensions["sillon"]["runner"]
@@ -110,9 +110,9 @@ def take_over(job_id, generation, now):
         return False  # another process took it first
     if outcome == QUEUED:
         log.warning("job %s (%s): %s stopped; continuing it from its checkpoint (takeover %d in a row)",
-                    job_id, job.kind, owners.label(job.owner), streak)
+                    job_id, job.kind, owners.label(previous), streak)
         lifecycle.queue(job_id, job.kind, initial_version=snap.get("version", 0), generation=generation + 1,
-                        message=f"Continuing from the last checkpoint: {owners.label(job.owner)} stopped")
+                        message=f"Continuing from the last checkpoint: {owners.label(previous)} stopped")
     else:
         lifecycle.publish_end(job_id, outcome, values["message"])
         log.warning("job %s (%s) %s: %s", job_id, job.kind, outcome, values["message"])
